@@ -1,0 +1,50 @@
+// Positional encoding kernels for one coordinate, shared by the CPU and CUDA code.
+// gamma(x) = [x, sin(2^0 x), cos(2^0 x), ..., sin(2^{L-1} x), cos(2^{L-1} x)] (NeRF, Eq. 4), each block
+// C channels wide. One sin/cos per coordinate, the rest by the double-angle recurrence
+//   sin(2a) = 2 sin(a) cos(a),  cos(2a) = (cos(a) - sin(a)) (cos(a) + sin(a)),
+// carried in double so that the recurrence error (which doubles per octave, like the angle) stays far
+// below float32 resolution.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "common.h"
+
+namespace nerfpipe {
+
+template <typename scalar_t>
+NERFPIPE_HD void pe_forward_coord(double v, int64_t num_freqs, int64_t channels, scalar_t* out) {
+  double s;
+  double c;
+  sincos(v, &s, &c);
+  for (int64_t k = 0; k < num_freqs; ++k) {
+    out[0] = static_cast<scalar_t>(s);
+    out[channels] = static_cast<scalar_t>(c);
+    out += 2 * channels;
+    const double s2 = 2.0 * s * c;
+    c = (c - s) * (c + s);
+    s = s2;
+  }
+}
+
+// d/dx of sum_k g_sin_k sin(2^k x) + g_cos_k cos(2^k x) = sum_k 2^k (g_sin_k cos(2^k x) - g_cos_k sin(2^k x)).
+template <typename scalar_t>
+NERFPIPE_HD double pe_backward_coord(double v, int64_t num_freqs, int64_t channels, const scalar_t* grad) {
+  double s;
+  double c;
+  sincos(v, &s, &c);
+  double scale = 1.0;
+  double acc = 0.0;
+  for (int64_t k = 0; k < num_freqs; ++k) {
+    acc += scale * (static_cast<double>(grad[0]) * c - static_cast<double>(grad[channels]) * s);
+    grad += 2 * channels;
+    scale *= 2.0;
+    const double s2 = 2.0 * s * c;
+    c = (c - s) * (c + s);
+    s = s2;
+  }
+  return acc;
+}
+
+}  // namespace nerfpipe

@@ -1,0 +1,43 @@
+// Declarations of the extension's host functions (defined per topic in *.cpp) and of the
+// CUDA launchers (defined in *.cu, compiled only when WITH_CUDA is set).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+
+namespace nerfpipe {
+
+// Converts a seed argument (a 32-bit word passed as a Python int) or raises ValueError.
+uint32_t seed_arg(const char* fn, const char* name, int64_t value);
+
+// ray_sampler.cpp
+void uniform_fill(at::Tensor out, int64_t s1, int64_t s2);
+void ray_indices_fill(at::Tensor out, int64_t n_images, int64_t height, int64_t width, int64_t crop_h,
+                      int64_t crop_w, int64_t s1, int64_t s2);
+// stratified.cpp
+at::Tensor stratified_endpoints(const at::Tensor& near, const at::Tensor& far, int64_t n_intervals,
+                                bool randomized, int64_t s1, int64_t s2);
+// pdf_sampler.cpp
+at::Tensor sample_pdf(const at::Tensor& bins, const at::Tensor& weights, int64_t n_samples, bool randomized,
+                      int64_t s1, int64_t s2, double eps);
+// encoding.cpp
+at::Tensor positional_encoding_forward(const at::Tensor& x, int64_t num_freqs, bool include_input);
+at::Tensor positional_encoding_backward(const at::Tensor& x, const at::Tensor& grad_out, int64_t num_freqs,
+                                        bool include_input);
+
+#ifdef WITH_CUDA
+void uniform_fill_cuda(at::Tensor& out, uint32_t s1, uint32_t s2);
+void ray_indices_fill_cuda(at::Tensor& out, int64_t n_images, int64_t height, int64_t width, int64_t crop_h,
+                           int64_t crop_w, uint32_t s1, uint32_t s2);
+void stratified_endpoints_cuda(const at::Tensor& near, const at::Tensor& far, at::Tensor& out,
+                               bool randomized, uint32_t s1, uint32_t s2);
+void sample_pdf_cuda(const at::Tensor& bins, const at::Tensor& weights, at::Tensor& out, bool randomized,
+                     uint32_t s1, uint32_t s2, double eps);
+void positional_encoding_forward_cuda(const at::Tensor& x, at::Tensor& out, int64_t num_freqs,
+                                      bool include_input);
+void positional_encoding_backward_cuda(const at::Tensor& x, const at::Tensor& grad_out, at::Tensor& grad_x,
+                                       int64_t num_freqs, bool include_input);
+#endif
+
+}  // namespace nerfpipe

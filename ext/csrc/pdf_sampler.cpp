@@ -1,0 +1,104 @@
+// Inverse-transform sampling of a piecewise-constant pdf along each ray (CPU kernel + host function).
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "checks.h"
+#include "common.h"
+#include "nerfpipe_ext.h"
+
+namespace nerfpipe {
+
+namespace {
+
+// One ray: cdf with a leading 0 and a last entry of exactly 1, then a merge walk over the sorted
+// u (searchsorted right=True), O(B + n) per ray. Operation order follows sample_pdf_torch.
+template <typename scalar_t>
+void sample_pdf_row(const scalar_t* bins, const scalar_t* w, int64_t num_bins, int64_t n, bool randomized,
+                    uint32_t s1, uint32_t s2, int64_t row_offset, scalar_t eps, scalar_t* cdf, scalar_t* out) {
+  double total = 0.0;
+  for (int64_t b = 0; b < num_bins; ++b) total += static_cast<double>(w[b] + eps);
+  const scalar_t total_s = static_cast<scalar_t>(total);
+  double acc = 0.0;
+  cdf[0] = scalar_t(0);
+  for (int64_t b = 0; b < num_bins - 1; ++b) {
+    acc += static_cast<double>((w[b] + eps) / total_s);
+    cdf[b + 1] = std::min(scalar_t(1), static_cast<scalar_t>(acc));
+  }
+  cdf[num_bins] = scalar_t(1);
+
+  const scalar_t nf = static_cast<scalar_t>(n);
+  int64_t idx = 0;  // number of cdf entries <= u; u is nondecreasing in i, so idx only grows
+  for (int64_t i = 0; i < n; ++i) {
+    const scalar_t jitter =
+        randomized ? static_cast<scalar_t>(hash_uniform(s1, s2, row_offset + i)) : scalar_t(0.5);
+    const scalar_t u = (static_cast<scalar_t>(i) + jitter) / nf;
+    while (idx <= num_bins && cdf[idx] <= u) ++idx;
+    const int64_t below = std::min(std::max<int64_t>(idx - 1, 0), num_bins);
+    const int64_t above = std::min(idx, num_bins);
+    const scalar_t c0 = cdf[below];
+    scalar_t denom = cdf[above] - c0;
+    if (denom < eps) denom = scalar_t(1);
+    const scalar_t b0 = bins[below];
+    const scalar_t b1 = bins[above];
+    const scalar_t t = b0 + (u - c0) / denom * (b1 - b0);
+    // Clamping to the bin keeps the samples sorted under rounding.
+    out[i] = std::min(std::max(t, b0), b1);
+  }
+}
+
+}  // namespace
+
+at::Tensor sample_pdf(const at::Tensor& bins, const at::Tensor& weights, int64_t n_samples, bool randomized,
+                      int64_t s1, int64_t s2, double eps) {
+  const char* fn = "sample_pdf";
+  const uint32_t k1 = seed_arg(fn, "s1", s1);
+  const uint32_t k2 = seed_arg(fn, "s2", s2);
+  NERFPIPE_CHECK_DEVICE("sample_pdf", "bins", bins);
+  NERFPIPE_CHECK_SAME_DEVICE("sample_pdf", "weights", weights, "bins", bins);
+  NERFPIPE_CHECK_FLOAT("sample_pdf", "bins", bins);
+  NERFPIPE_CHECK_SAME_DTYPE("sample_pdf", "weights", weights, "bins", bins);
+  NERFPIPE_CHECK_DIM("sample_pdf", "bins", bins, 2, "[R, B+1]");
+  NERFPIPE_CHECK_DIM("sample_pdf", "weights", weights, 2, "[R, B]");
+  TORCH_CHECK_VALUE(weights.size(1) >= 1, fn, ": argument 'weights' must have at least one bin, got shape ",
+                    weights.sizes());
+  TORCH_CHECK_VALUE(weights.size(0) == bins.size(0) && bins.size(1) == weights.size(1) + 1, fn,
+                    ": argument 'bins' must have shape [R, B+1] for 'weights' of shape [R, B]; got bins ",
+                    bins.sizes(), " and weights ", weights.sizes());
+  NERFPIPE_CHECK_CONTIGUOUS("sample_pdf", "bins", bins);
+  NERFPIPE_CHECK_CONTIGUOUS("sample_pdf", "weights", weights);
+  TORCH_CHECK_VALUE(n_samples >= 1, fn, ": argument 'n_samples' must be >= 1, got ", n_samples);
+  TORCH_CHECK_VALUE(eps > 0.0, fn, ": argument 'eps' must be > 0, got ", eps);
+
+  const int64_t rays = bins.size(0);
+  const int64_t num_bins = weights.size(1);
+  at::Tensor out = at::empty({rays, n_samples}, bins.options());
+  if (rays == 0) return out;
+  if (bins.is_cuda()) {
+#ifdef WITH_CUDA
+    sample_pdf_cuda(bins, weights, out, randomized, k1, k2, eps);
+    return out;
+#else
+    NERFPIPE_NO_CUDA(fn, "bins");
+#endif
+  }
+  AT_DISPATCH_FLOATING_TYPES(bins.scalar_type(), "sample_pdf_cpu", [&] {
+    const scalar_t* pb = bins.data_ptr<scalar_t>();
+    const scalar_t* pw = weights.data_ptr<scalar_t>();
+    scalar_t* po = out.data_ptr<scalar_t>();
+    const scalar_t eps_s = static_cast<scalar_t>(eps);
+    const int64_t grain = std::max<int64_t>(1, 8192 / (num_bins + n_samples));
+    at::parallel_for(0, rays, grain, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> cdf(num_bins + 1);
+      for (int64_t r = begin; r < end; ++r) {
+        sample_pdf_row<scalar_t>(pb + r * (num_bins + 1), pw + r * num_bins, num_bins, n_samples, randomized,
+                                 k1, k2, r * n_samples, eps_s, cdf.data(), po + r * n_samples);
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace nerfpipe

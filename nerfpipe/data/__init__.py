@@ -1,0 +1,2 @@
+"""Scene data: Blender-format loading (`blender`), embedded synthetic scenes (`synthetic`) and the
+data stage (`prepare`)."""

@@ -1,0 +1,177 @@
+"""Data stage: turn a configured scene into the normalised arrays of results/data/{scene}.
+
+Output folder (see docs/architecture.md):
+    meta.json                {"scene", "source", "height", "width", "focal", "camera_angle_x", "near",
+                              "far", "splits": {"train", "val", "test"}, "has_depth", "has_normals",
+                              "downscale", "val_from_test"}
+    {split}_rgba.npy         [N, H, W, 4] float32, straight alpha
+    {split}_poses.npy        [N, 4, 4] float32 camera-to-world (Blender convention)
+    {split}_depth.npy        [N, H, W] float32 camera z-depth, 0 = background     (ground truth only)
+    {split}_normals.npy      [N, H, W, 3] float32 world-space unit normals, 0 = background (ditto)
+    blender/                 synthetic scenes only: the generated Blender-format dataset
+
+Synthetic scenes are generated into blender/ and loaded back through `load_blender_split`, so
+the generator and the real-data loader share one path. Real datasets without a val split
+(Shiny Blender ships train and test only) use up to `VAL_FROM_TEST_MAX` evenly spaced test views
+as val (meta "val_from_test": true); val only monitors training, the test split stays complete.
+The folder is built in a temporary sibling and renamed into place at the end, so a failure
+leaves the previous output untouched and nothing partial behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from nerfpipe import io as nio
+from nerfpipe.data.blender import BlenderSplit, load_blender_split
+from nerfpipe.data.synthetic import SCENES, generate_scene
+from nerfpipe.errors import NerfpipeError
+from nerfpipe.rays import focal_from_fov, make_temp_dir, replace_dir
+
+SPLITS = ("train", "val", "test")
+DEFAULT_NEAR, DEFAULT_FAR = 2.0, 6.0  # Blender scenes (NeRF-synthetic) and our synthetic scenes
+VAL_FROM_TEST_MAX = 10
+SYNTHETIC_DEFAULTS = {"resolution": 64, "n_train": 100, "n_val": 10, "n_test": 20, "seed": 0}
+
+
+def _int_setting(name: str, scene: dict, key: str, default: int, minimum: int) -> int:
+    value = scene.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise NerfpipeError(f"scene {name!r}: {key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _float_setting(name: str, scene: dict, key: str, default: float) -> float:
+    value = scene.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value):
+        raise NerfpipeError(f"scene {name!r}: {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _load_splits(root: Path, downscale: int) -> tuple[dict[str, BlenderSplit], bool]:
+    splits: dict[str, BlenderSplit] = {}
+    for split in ("train", "test"):
+        splits[split] = load_blender_split(root, split, downscale)
+    val_from_test = not (root / "transforms_val.json").exists()
+    if val_from_test:
+        test = splits["test"]
+        n = len(test.file_paths)
+        idx = np.unique(np.linspace(0, n - 1, min(n, VAL_FROM_TEST_MAX)).round().astype(np.int64))
+        splits["val"] = BlenderSplit(
+            rgba=test.rgba[idx], poses=test.poses[idx], camera_angle_x=test.camera_angle_x,
+            file_paths=[test.file_paths[i] for i in idx],
+            depth=None if test.depth is None else test.depth[idx],
+            normals=None if test.normals is None else test.normals[idx])
+    else:
+        splits["val"] = load_blender_split(root, "val", downscale)
+    # One camera model for the whole scene.
+    ref = splits["train"]
+    for split in ("val", "test"):
+        s = splits[split]
+        if s.rgba.shape[1:3] != ref.rgba.shape[1:3]:
+            raise NerfpipeError(f"{root / f'transforms_{split}.json'}: images are "
+                                f"{s.rgba.shape[1]}x{s.rgba.shape[2]} but train images are "
+                                f"{ref.rgba.shape[1]}x{ref.rgba.shape[2]}")
+        if abs(s.camera_angle_x - ref.camera_angle_x) > 1e-6:
+            raise NerfpipeError(f"{root / f'transforms_{split}.json'}: camera_angle_x {s.camera_angle_x} "
+                                f"differs from the train split's {ref.camera_angle_x}")
+    return {k: splits[k] for k in SPLITS}, val_from_test
+
+
+def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
+    """Data stage: write results/data/{scene} (see the module docstring) from a scene's settings.
+
+    scene: {"synthetic": "diffuse"|"glossy"|"thin", "resolution", "n_train", "n_val", "n_test", "seed"}
+    or {"path": folder of a Blender-format dataset}; both may carry "downscale" (default 1),
+    "near" (2) and "far" (6).
+    """
+    out_dir = Path(out_dir)
+    if not isinstance(scene, dict):
+        raise NerfpipeError(f"scene {name!r}: settings must be a mapping, got {type(scene).__name__}")
+    is_synthetic = "synthetic" in scene
+    if is_synthetic == ("path" in scene):
+        raise NerfpipeError(f"scene {name!r}: give exactly one of 'synthetic' or 'path'")
+    downscale = _int_setting(name, scene, "downscale", 1, 1)
+    near = _float_setting(name, scene, "near", DEFAULT_NEAR)
+    far = _float_setting(name, scene, "far", DEFAULT_FAR)
+    if not 0.0 <= near < far:
+        raise NerfpipeError(f"scene {name!r}: need 0 <= near < far, got near={near}, far={far}")
+
+    tmp = make_temp_dir(out_dir)
+    try:
+        if is_synthetic:
+            kind = scene["synthetic"]
+            if kind not in SCENES:
+                raise NerfpipeError(f"scene {name!r}: synthetic must be one of {', '.join(SCENES)}, "
+                                    f"got {kind!r}")
+            opts = {k: _int_setting(name, scene, k, d, 0 if k == "seed" else 1)
+                    for k, d in SYNTHETIC_DEFAULTS.items()}
+            root = tmp / "blender"
+            generate_scene(kind, root, **opts)
+            source = f"synthetic:{kind}"
+        else:
+            path = scene["path"]
+            if not isinstance(path, str | Path) or not str(path):
+                raise NerfpipeError(f"scene {name!r}: path must be a folder name, got {path!r}")
+            root = Path(path).expanduser()
+            source = str(path)
+        splits, val_from_test = _load_splits(root, downscale)
+
+        height, width = splits["train"].rgba.shape[1:3]
+        fov = splits["train"].camera_angle_x
+        has_depth = all(s.depth is not None for s in splits.values())
+        has_normals = all(s.normals is not None for s in splits.values())
+        for split, s in splits.items():
+            nio.save_npy(tmp / f"{split}_rgba.npy", s.rgba.astype(np.float32))
+            nio.save_npy(tmp / f"{split}_poses.npy", s.poses.astype(np.float32))
+            if has_depth:
+                nio.save_npy(tmp / f"{split}_depth.npy", s.depth.astype(np.float32))
+            if has_normals:
+                nio.save_npy(tmp / f"{split}_normals.npy", s.normals.astype(np.float32))
+        nio.write_json(tmp / "meta.json", {
+            "scene": name, "source": source, "height": int(height), "width": int(width),
+            "focal": focal_from_fov(int(width), fov), "camera_angle_x": fov, "near": near, "far": far,
+            "splits": {k: len(s.file_paths) for k, s in splits.items()},
+            "has_depth": has_depth, "has_normals": has_normals, "downscale": downscale,
+            "val_from_test": val_from_test,
+        })
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_split(data_dir: Path, split: str, mmap: bool = False) -> dict:
+    """Read one split of a data-stage folder (memory-mapped read-only with `mmap`, for large scenes).
+
+    Returns {"rgba": [N, H, W, 4] float32, "poses": [N, 4, 4] float32, "depth": [N, H, W] or None,
+    "normals": [N, H, W, 3] or None, "meta": the dict of meta.json}.
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise NerfpipeError(f"{data_dir}: data folder not found (run the data stage)")
+    meta = nio.read_json(data_dir / "meta.json")
+    if split not in meta.get("splits", {}):
+        have = sorted(meta.get("splits", {}))
+        raise NerfpipeError(f"{data_dir / 'meta.json'}: no split {split!r} (have {have})")
+
+    def load(key: str) -> np.ndarray:
+        path = data_dir / f"{split}_{key}.npy"
+        if not path.is_file():
+            raise NerfpipeError(f"{path}: missing from the data folder")
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise NerfpipeError(f"{path}: cannot read ({exc})") from exc
+
+    out = {"rgba": load("rgba"), "poses": load("poses"),
+           "depth": load("depth") if meta.get("has_depth") else None,
+           "normals": load("normals") if meta.get("has_normals") else None, "meta": meta}
+    n, h, w = int(meta["splits"][split]), int(meta["height"]), int(meta["width"])
+    if out["rgba"].shape != (n, h, w, 4) or out["poses"].shape != (n, 4, 4):
+        raise NerfpipeError(f"{data_dir}: {split} arrays have shapes {out['rgba'].shape}, "
+                            f"{out['poses'].shape}, expected {(n, h, w, 4)}, {(n, 4, 4)} from meta.json")
+    return out

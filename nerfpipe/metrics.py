@@ -1,0 +1,163 @@
+"""Image metrics: PSNR (MSE), the legacy SoftL1 "PSNR", SSIM, normal angular error, LPIPS (optional).
+
+All functions take numpy arrays (images `[H, W, 3]` in [0, 1], after background compositing) and
+return Python floats. Averaging over a test split is the caller's job (mean of per-image values).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import ndimage
+
+# SSIM constants of the published tables (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5.
+SSIM_SIGMA = 1.5
+SSIM_RADIUS = 5  # = int(3.5 * sigma + 0.5): the window skimage uses for gaussian_weights=True
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+SSIM_DATA_RANGE = 1.0
+# Floor on a predicted normal's length before normalising (rendered normals are weighted sums).
+NORMAL_NORM_EPS = 1e-12
+# torchvision's AlexNet checkpoint, the backbone of LPIPS(net="alex").
+LPIPS_BACKBONE_FILE = "alexnet-owt-7be5be79.pth"
+
+
+def _pair(pred: ArrayLike, gt: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    pred = np.asarray(pred, dtype=np.float64)
+    gt = np.asarray(gt, dtype=np.float64)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} does not match ground truth shape {gt.shape}")
+    return pred, gt
+
+
+def psnr(pred: ArrayLike, gt: ArrayLike) -> float:
+    """`-10 log10(mean((pred - gt)^2))` in dB for images in [0, 1]; +inf for identical images."""
+    pred, gt = _pair(pred, gt)
+    err = float(np.mean((pred - gt) ** 2))
+    return math.inf if err == 0 else -10.0 * math.log10(err)
+
+
+def psnr_softl1(pred: ArrayLike, gt: ArrayLike, eps: float) -> float:
+    """The legacy figure `-10 log10(mean(sqrt(e^2 + eps)))`, computed from the SoftL1 training loss.
+
+    It is not a PSNR (its argument is an L1-like error, not a squared one) and reads far lower than
+    `psnr` for the same images; it is reported next to `psnr` only so old numbers can be compared.
+    `eps` must be the training loss's.
+    """
+    pred, gt = _pair(pred, gt)
+    return -10.0 * math.log10(float(np.mean(np.sqrt((pred - gt) ** 2 + eps))))
+
+
+def _gaussian_window_1d() -> np.ndarray:
+    x = np.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / SSIM_SIGMA) ** 2)
+    return k / k.sum()
+
+
+def _filter_valid(img: np.ndarray) -> np.ndarray:
+    """Separable 11x11 Gaussian filter of [H, W, C], keeping only windows fully inside the image."""
+    k = _gaussian_window_1d()
+    out = ndimage.correlate1d(img, k, axis=0, mode="reflect")
+    out = ndimage.correlate1d(out, k, axis=1, mode="reflect")
+    r = SSIM_RADIUS
+    return out[r:-r, r:-r]
+
+
+def ssim(pred: ArrayLike, gt: ArrayLike) -> float:
+    """Mean structural similarity (Wang et al. 2004) of two images [H, W, C] (or [H, W]) in [0, 1].
+
+    11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, population (co)variances, mean of the
+    SSIM map over all windows that lie inside the image, averaged over channels. Equals
+    `skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+    use_sample_covariance=False, data_range=1, channel_axis=-1)`.
+    """
+    pred, gt = _pair(pred, gt)
+    if pred.ndim == 2:
+        pred, gt = pred[..., None], gt[..., None]
+    side = 2 * SSIM_RADIUS + 1
+    if pred.ndim != 3 or min(pred.shape[:2]) < side:
+        raise ValueError(f"ssim needs images [H, W, C] with H, W >= {side}, got shape {pred.shape}")
+    c1 = (SSIM_K1 * SSIM_DATA_RANGE) ** 2
+    c2 = (SSIM_K2 * SSIM_DATA_RANGE) ** 2
+    mu_x, mu_y = _filter_valid(pred), _filter_valid(gt)
+    var_x = _filter_valid(pred * pred) - mu_x**2
+    var_y = _filter_valid(gt * gt) - mu_y**2
+    cov_xy = _filter_valid(pred * gt) - mu_x * mu_y
+    numer = (2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)
+    ssim_map = numer / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    # Mean per channel, then over channels (equal window counts make this the overall mean).
+    return float(ssim_map.mean(axis=(0, 1)).mean())
+
+
+def normal_mae_deg(pred_normals: ArrayLike, gt_normals: ArrayLike, mask: ArrayLike) -> float:
+    """Mean angular error in degrees between normal maps [H, W, 3] over the pixels where `mask` [H, W]
+    is true. Both maps are normalised first (rendered normals are weighted sums, not unit vectors).
+    NaN when the mask is empty."""
+    pred, gt = _pair(pred_normals, gt_normals)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != pred.shape[:-1]:
+        raise ValueError(f"mask shape {mask.shape} does not match normal maps {pred.shape[:-1]}")
+    if not mask.any():
+        return math.nan
+    p, g = pred[mask], gt[mask]
+    p = p / np.maximum(np.linalg.norm(p, axis=-1, keepdims=True), NORMAL_NORM_EPS)
+    g = g / np.maximum(np.linalg.norm(g, axis=-1, keepdims=True), NORMAL_NORM_EPS)
+    cos = np.clip((p * g).sum(axis=-1), -1.0, 1.0)
+    return float(np.degrees(np.arccos(cos)).mean())
+
+
+def _lpips_backbone_path() -> Path:
+    import torch.hub  # local: only needed for the optional metric
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE_FILE
+
+
+def lpips_status() -> tuple[bool, str]:
+    """Whether LPIPS (AlexNet) can be computed here without any download, and if not, why.
+
+    Needs the `lpips` package (with its bundled linear layers), `torchvision`, and torchvision's AlexNet
+    weights already in the torch hub cache (`$TORCH_HOME/hub/checkpoints`). Nothing is ever fetched.
+    """
+    spec = importlib.util.find_spec("lpips")
+    if spec is None or spec.origin is None:
+        return False, "lpips package not installed"
+    if importlib.util.find_spec("torchvision") is None:
+        return False, "torchvision not installed (lpips needs it)"
+    linear = Path(spec.origin).parent / "weights" / "v0.1" / "alex.pth"
+    if not linear.is_file():
+        return False, f"lpips linear-layer weights not on disk at {linear}; they cannot be fetched here"
+    backbone = _lpips_backbone_path()
+    if not backbone.is_file():
+        return False, f"backbone weights not on disk at {backbone}; they cannot be fetched here"
+    return True, f"lpips (alex) with backbone {backbone}"
+
+
+@lru_cache(maxsize=1)
+def _lpips_model() -> Any:
+    import lpips as lpips_pkg  # optional dependency
+
+    # The backbone file exists (lpips_status), so torchvision loads it from the cache: no download.
+    return lpips_pkg.LPIPS(net="alex", verbose=False).eval()
+
+
+def lpips(pred: ArrayLike, gt: ArrayLike) -> float | None:
+    """LPIPS (AlexNet, v0.1) of two images [H, W, 3] in [0, 1], or None where `lpips_status()` is false."""
+    ok, _ = lpips_status()
+    if not ok:
+        return None
+    import torch
+
+    pred, gt = _pair(pred, gt)
+
+    def to_tensor(img: np.ndarray) -> torch.Tensor:
+        # LPIPS expects NCHW in [-1, 1].
+        return torch.from_numpy(img).float().permute(2, 0, 1)[None] * 2 - 1
+
+    with torch.no_grad():
+        return float(_lpips_model()(to_tensor(pred), to_tensor(gt)).item())

@@ -1,0 +1,38 @@
+"""Rendering stage: orbit videos (colour, depth, normals) of a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from nerfpipe import rays as camera
+from nerfpipe.data.prepare import load_split
+from nerfpipe.inference import load_trained, render_view
+from nerfpipe.video import render_orbit
+
+DEFAULTS = {"frames": 40, "elevation_deg": 30.0, "radius": 4.0, "fps": 15, "resolution_scale": 1.0}
+
+
+def render_orbit_video(data_dir: Path, train_dir: Path, out_dir: Path, options: dict,
+                       threads: int | None = None, chunk: int | None = None) -> dict:
+    """Render `frames` views on a circle at `elevation_deg` and `radius` around the origin, at the
+    scene's resolution times `resolution_scale`; writes orbit_*.mp4/gif into out_dir."""
+    opts = {**DEFAULTS, **options}
+    if threads:
+        torch.set_num_threads(threads)
+    model, settings = load_trained(train_dir)
+    meta = load_split(data_dir, "test")["meta"]
+    height = max(1, round(int(meta["height"]) * opts["resolution_scale"]))
+    width = max(1, round(int(meta["width"]) * opts["resolution_scale"]))
+    poses = camera.orbit_poses(int(opts["frames"]), float(opts["elevation_deg"]), float(opts["radius"]))
+    chunk = chunk or settings["eval_chunk"]
+
+    def render_fn(c2w: torch.Tensor) -> dict:
+        view = render_view(model, settings, meta, c2w, chunk, height, width)
+        if "normals_pred" in view:
+            view["normals"] = view.pop("normals_pred")
+        return view
+
+    return render_orbit(render_fn, poses, Path(out_dir), float(meta["near"]), float(meta["far"]),
+                        int(opts["fps"]))

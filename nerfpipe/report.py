@@ -1,0 +1,785 @@
+"""Report stage: one table, plots and media for every scene x variant x seed.
+
+Reads results/train/.../summary.json + train_log.csv, results/eval/.../metrics.json +
+renders/000_strip.png and results/render/.../orbit_*.{gif,mp4}; writes into `out_dir`:
+
+    report.md     the table (mean ± std over seeds), footnotes, paired comparisons, figures
+    report.csv    the table in machine-readable form (one row per scene x variant, plus a
+                  "mean" row per variant), full precision, with best_<metric> flags
+    runs.csv      one row per run (everything `collect` read)
+    paired.csv    each variant against the baseline: mean difference and 95% t interval
+    report.html   self-contained page: tables, plots, strips and orbit GIFs embedded as
+                  base64; mp4 links point into videos/ next to it
+    figures/      plots (PNG), evaluation strips and orbit GIFs (copies, for report.md)
+    videos/       copies of the orbit mp4 files
+
+The headline metric is `psnr` (MSE-based); `psnr_softl1` is the legacy figure, kept beside
+it so the gap stays visible. A missing input is a NerfpipeError naming the file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nerfpipe.errors import NerfpipeError
+from nerfpipe.io import read_json, write_bytes, write_text
+from nerfpipe.stats import CONFIDENCE, paired_comparison
+
+MEAN_ROW = "mean"
+STRIP_VIEW = 0  # first test view
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str  # column of `collect`'s frame
+    label: str
+    digits: int  # decimals in the tables
+    better: str | None  # "higher", "lower" or None; metrics with a direction get best-marking
+
+
+# Quality metrics marked best per scene; the rest are reported, not ranked.
+COLUMNS: tuple[Column, ...] = (
+    Column("psnr", "PSNR ↑", 2, "higher"),
+    Column("psnr_softl1", "PSNR-SoftL1 (legacy)", 2, None),
+    Column("psnr_gap", "PSNR − legacy", 2, None),
+    Column("ssim", "SSIM ↑", 4, "higher"),
+    Column("lpips", "LPIPS ↓", 4, "lower"),
+    Column("normal_mae_deg", "Normal MAE (°) ↓", 2, "lower"),
+    Column("train_seconds", "Train time", 0, None),
+    Column("rays_per_second", "Rays/s", 0, None),
+    Column("n_params", "Params", 0, None),
+)
+PAIRED_METRICS = ("psnr", "ssim", "lpips", "normal_mae_deg")
+PAIRED_COLUMNS = (
+    "variant",
+    "baseline",
+    "metric",
+    "n",
+    "mean_diff",
+    "std_diff",
+    "ci_low",
+    "ci_high",
+    "confidence",
+    "p_value",
+    "verdict",
+)
+
+SUMMARY_KEYS = (
+    "method",
+    "iterations",
+    "train_seconds",
+    "rays_per_second",
+    "n_params",
+    "final_loss",
+    "backend",
+    "skipped_steps",
+    "samples_per_ray",
+)
+METRICS_KEYS = (
+    "psnr",
+    "psnr_softl1",
+    "psnr_gap",
+    "ssim",
+    "lpips",
+    "lpips_note",
+    "normal_mae_deg",
+    "n_images",
+    "height",
+    "width",
+    "softl1_eps",
+    "backend",
+)
+TRAIN_LOG_COLUMNS = ("iteration", "elapsed_s", "loss", "psnr")
+NULLABLE = ("lpips", "lpips_note", "normal_mae_deg")
+
+LEGACY_SENTENCE = (
+    "PSNR-SoftL1 is the legacy figure of the original implementation, −10·log10 of the mean SoftL1 "
+    "loss √(e² + ε) rather than of the mean squared error; since √(e² + ε) ≥ |e| is far larger than "
+    "e² for small errors, it sits several dB below the true PSNR and must not be compared with "
+    "published numbers."
+)
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def run_dirs(results_dir: Path, scene: str, variant: str, seed: int) -> dict[str, Path]:
+    """The train, eval and render folders of one run."""
+    rel = Path(scene) / variant / f"seed{seed}"
+    return {stage: Path(results_dir) / stage / rel for stage in ("train", "eval", "render")}
+
+
+def _require(path: Path) -> Path:
+    if not path.is_file():
+        raise NerfpipeError(f"{path}: file not found (needed by the report)")
+    return path
+
+
+def _read_keys(path: Path, keys: tuple[str, ...], expect: dict[str, Any]) -> dict[str, Any]:
+    data = read_json(_require(path))
+    if not isinstance(data, dict):
+        raise NerfpipeError(f"{path}: expected a JSON object")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise NerfpipeError(f"{path}: missing key(s) {', '.join(missing)}")
+    for key, want in expect.items():
+        if key in data and data[key] != want:
+            raise NerfpipeError(f"{path}: {key} is {data[key]!r}, expected {want!r} from its folder")
+    for key in keys:
+        if data[key] is None and key not in NULLABLE:
+            raise NerfpipeError(f"{path}: {key} is null")
+    return data
+
+
+def collect(
+    results_dir: str | Path, scenes: list[str], variants: list[str], seeds: list[int]
+) -> pd.DataFrame:
+    """One row per scene x variant x seed with the summary.json and metrics.json fields.
+
+    Columns: scene, variant, seed, method, psnr, psnr_softl1, psnr_gap, ssim, lpips (NaN when
+    null), lpips_note, normal_mae_deg (NaN when null), n_images, height, width, softl1_eps,
+    eval_backend, iterations, train_seconds, rays_per_second, n_params, final_loss,
+    train_backend, skipped_steps, samples_per_ray. Rows are ordered scene, variant, seed.
+    """
+    results_dir = Path(results_dir)
+    if not scenes or not variants or not seeds:
+        raise NerfpipeError("report: scenes, variants and seeds must each list at least one entry")
+    rows = []
+    for scene in scenes:
+        for variant in variants:
+            for seed in seeds:
+                dirs = run_dirs(results_dir, scene, variant, seed)
+                expect = {"scene": scene, "variant": variant, "seed": seed}
+                summary = _read_keys(dirs["train"] / "summary.json", SUMMARY_KEYS, expect)
+                metrics = _read_keys(dirs["eval"] / "metrics.json", METRICS_KEYS, expect)
+                row: dict[str, Any] = dict(expect)
+                row["method"] = summary["method"]
+                for key in METRICS_KEYS:
+                    if key != "backend":
+                        row[key] = metrics[key]
+                row["eval_backend"] = metrics["backend"]
+                for key in SUMMARY_KEYS:
+                    if key not in ("method", "backend"):
+                        row[key] = summary[key]
+                row["train_backend"] = summary["backend"]
+                rows.append(row)
+    df = pd.DataFrame(rows)
+    for key in ("lpips", "normal_mae_deg"):
+        df[key] = pd.to_numeric(df[key].astype(object).where(df[key].notna(), np.nan), errors="coerce")
+    df["lpips_note"] = df["lpips_note"].astype(object).where(df["lpips_note"].notna(), "")
+    return df
+
+
+def load_train_log(path: Path) -> pd.DataFrame:
+    """Read a train_log.csv and check it has the columns the plots use."""
+    _require(path)
+    try:
+        log = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise NerfpipeError(f"{path}: cannot parse CSV ({exc})") from exc
+    missing = [c for c in TRAIN_LOG_COLUMNS if c not in log.columns]
+    if missing:
+        raise NerfpipeError(f"{path}: missing column(s) {', '.join(missing)}")
+    return log
+
+
+# ---------------------------------------------------------------------------- tables
+
+
+def _std(values: pd.Series) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else math.nan
+
+
+def aggregate(df: pd.DataFrame, scenes: list[str], variants: list[str]) -> pd.DataFrame:
+    """The report table: mean and std over seeds per scene x variant, then a mean row per variant.
+
+    A mean row holds the mean over scenes (and seeds); its std is the spread over seeds of
+    the per-seed scene average. A metric missing (NaN) in any run stays NaN in its cell.
+    Adds best_<metric> flags for the ranked columns, computed within each scene (and
+    among the mean rows).
+    """
+    rows = []
+    keys = [c.key for c in COLUMNS]
+    for scene in [*scenes, MEAN_ROW]:
+        for variant in variants:
+            sub = df[df["variant"] == variant]
+            if scene != MEAN_ROW:
+                sub = sub[sub["scene"] == scene]
+            row: dict[str, Any] = {
+                "scene": scene,
+                "variant": variant,
+                "method": sub["method"].iloc[0],
+                "n_seeds": int(sub["seed"].nunique()),
+            }
+            for key in keys:
+                values = pd.to_numeric(sub[key], errors="coerce").astype(float)
+                row[key] = float(values.mean(skipna=False))
+                per_seed = values.groupby(sub["seed"]).agg(lambda s: s.mean(skipna=False))
+                row[f"{key}_std"] = _std(per_seed)
+            rows.append(row)
+    agg = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col.better is None:
+            continue
+        flag = np.zeros(len(agg), dtype=bool)
+        for _, idx in agg.groupby("scene", sort=False).groups.items():
+            values = agg.loc[idx, col.key]
+            if values.notna().any():
+                best = values.max() if col.better == "higher" else values.min()
+                flag[np.asarray(idx)] = (values == best).to_numpy()
+        agg[f"best_{col.key}"] = flag
+    return agg
+
+
+def paired_table(df: pd.DataFrame, variants: list[str], baseline: str) -> pd.DataFrame:
+    """Paired comparison of every variant against `baseline` on the ranked metrics."""
+    rows = []
+    better = {c.key: c.better for c in COLUMNS}
+    for variant in variants:
+        if variant == baseline:
+            continue
+        for metric in PAIRED_METRICS:
+            res = paired_comparison(df, metric, baseline, variant)
+            if res["n"] == 0:
+                continue  # the metric is missing for one side in every pair (e.g. no LPIPS)
+            res.pop("pairs")
+            res["verdict"] = _verdict(res, better[metric])
+            rows.append(res)
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def _verdict(res: dict[str, Any], better: str | None) -> str:
+    if res["n"] < 2 or math.isnan(res["ci_low"]):
+        return "too few pairs"
+    if res["ci_low"] > 0 or res["ci_high"] < 0:
+        up = res["ci_low"] > 0
+        return "better" if up == (better == "higher") else "worse"
+    return "no significant difference"
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def _fmt_seconds(s: float, unit_of: float | None = None) -> str:
+    """Seconds as s, min or h; the unit is chosen from `unit_of` (default `s`) so a std matches its mean."""
+    ref = s if unit_of is None else unit_of
+    if ref < 120:
+        return f"{s:.1f} s"
+    if ref < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def _fmt_value(col: Column, value: float) -> str:
+    if col.key == "train_seconds":
+        return _fmt_seconds(value)
+    if col.key in ("rays_per_second", "n_params"):
+        return f"{value:,.0f}"
+    return f"{value:.{col.digits}f}"
+
+
+def _cell(col: Column, row: pd.Series, show_std: bool) -> str:
+    value = row[col.key]
+    if value is None or math.isnan(value):
+        return "n/a"
+    text = _fmt_value(col, value)
+    std = row[f"{col.key}_std"]
+    if show_std and col.key != "n_params" and not math.isnan(std):
+        std_text = _fmt_seconds(std, value) if col.key == "train_seconds" else _fmt_value(col, std)
+        text = f"{text} ± {std_text}"
+    return text
+
+
+def _table_cells(agg: pd.DataFrame, show_std: bool) -> list[tuple[pd.Series, list[tuple[str, bool]]]]:
+    """For each table row: the row and its cells as (text, is_best)."""
+    out = []
+    for _, row in agg.iterrows():
+        cells = []
+        for col in COLUMNS:
+            best = bool(row.get(f"best_{col.key}", False))
+            cells.append((_cell(col, row, show_std), best))
+        out.append((row, cells))
+    return out
+
+
+def _footnotes(df: pd.DataFrame) -> dict[str, str]:
+    notes: dict[str, str] = {}
+    missing = df[df["lpips"].isna()]
+    if len(missing):
+        reasons = sorted({str(n).strip() for n in missing["lpips_note"] if str(n).strip()})
+        notes["lpips"] = (
+            "LPIPS not available: " + ("; ".join(reasons) if reasons else "no reason given") + "."
+        )
+    if df["normal_mae_deg"].isna().any():
+        notes["normals"] = (
+            "Normal MAE not available: the evaluation recorded no normal error for these runs "
+            "(no ground-truth normals or no normals rendered)."
+        )
+    return notes
+
+
+def _cell_note(col: Column, text: str, notes: dict[str, str]) -> str | None:
+    if text != "n/a":
+        return None
+    if col.key == "lpips" and "lpips" in notes:
+        return "lpips"
+    if col.key == "normal_mae_deg" and "normals" in notes:
+        return "normals"
+    return None
+
+
+def _fmt_ci(res: pd.Series, digits: int) -> tuple[str, str]:
+    mean = f"{res['mean_diff']:+.{digits}f}"
+    if math.isnan(res["ci_low"]):
+        return mean, "n/a"
+    return mean, f"[{res['ci_low']:+.{digits}f}, {res['ci_high']:+.{digits}f}]"
+
+
+def _fmt_p(p: float) -> str:
+    if math.isnan(p):
+        return "n/a"
+    return "< 0.001" if p < 1e-3 else f"{p:.3f}"
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def _variant_colours(variants: list[str]) -> dict[str, Any]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    return {v: cmap(i % 10) for i, v in enumerate(variants)}
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    write_bytes(path, buf.getvalue())
+
+
+def plot_training_curves(
+    logs: dict[tuple[str, int], pd.DataFrame], variants: list[str], scene: str, path: Path
+) -> None:
+    """Loss and training PSNR against iteration and wall time, one colour per variant.
+
+    logs: (variant, seed) -> train log of this scene; every seed is drawn.
+    """
+    from matplotlib.figure import Figure
+
+    colours = _variant_colours(variants)
+    fig = Figure(figsize=(11, 7.5), layout="constrained")
+    axes = fig.subplots(2, 2)
+    for (variant, _seed), log in logs.items():
+        for r, (ycol, ylabel) in enumerate((("loss", "training loss"), ("psnr", "training PSNR (dB)"))):
+            for c, (xcol, xlabel) in enumerate((("iteration", "iteration"), ("elapsed_s", "wall time (s)"))):
+                ax = axes[r, c]
+                ax.plot(log[xcol], log[ycol], color=colours[variant], lw=1.2, alpha=0.8)
+                ax.set_xlabel(xlabel)
+                ax.set_ylabel(ylabel)
+    for ax in axes[0]:
+        if all((log["loss"] > 0).all() for log in logs.values()):
+            ax.set_yscale("log")
+    for ax in axes.flat:
+        ax.grid(True, alpha=0.3)
+    handles = [axes[0, 0].plot([], [], color=colours[v], label=v)[0] for v in variants]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(variants), 6), frameon=False)
+    fig.suptitle(f"Training curves — {scene}")
+    _save_figure(fig, path)
+
+
+def plot_psnr_bars(agg: pd.DataFrame, scenes: list[str], variants: list[str], path: Path) -> None:
+    """Grouped bars of test PSNR per scene (one bar per variant), ± std over seeds."""
+    from matplotlib.figure import Figure
+
+    colours = _variant_colours(variants)
+    fig = Figure(figsize=(max(6.0, 1.2 * len(scenes) * len(variants) + 2), 4.5))
+    ax = fig.subplots()
+    width = 0.8 / len(variants)
+    x = np.arange(len(scenes))
+    for i, variant in enumerate(variants):
+        sub = agg[(agg["variant"] == variant) & (agg["scene"] != MEAN_ROW)].set_index("scene").loc[scenes]
+        err = sub["psnr_std"].to_numpy()
+        ax.bar(
+            x + (i - (len(variants) - 1) / 2) * width,
+            sub["psnr"],
+            width,
+            label=variant,
+            color=colours[variant],
+            yerr=None if np.isnan(err).all() else np.nan_to_num(err),
+            capsize=3,
+        )
+    ax.set_xticks(x, scenes)
+    ax.set_ylabel("test PSNR (dB, MSE-based)")
+    low = float(agg["psnr"].min())
+    ax.set_ylim(max(0.0, low - 5.0), None)
+    ax.legend(frameon=False, ncol=min(len(variants), 4))
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title("Test PSNR per scene")
+    _save_figure(fig, path)
+
+
+def plot_legacy_scatter(df: pd.DataFrame, variants: list[str], path: Path) -> None:
+    """Every run's PSNR against its legacy PSNR-SoftL1, with the y = x line."""
+    from matplotlib.figure import Figure
+
+    colours = _variant_colours(variants)
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.subplots()
+    for variant in variants:
+        sub = df[df["variant"] == variant]
+        ax.scatter(sub["psnr_softl1"], sub["psnr"], color=colours[variant], label=variant, s=30)
+    lo = float(min(df["psnr"].min(), df["psnr_softl1"].min())) - 1.0
+    hi = float(max(df["psnr"].max(), df["psnr_softl1"].max())) + 1.0
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal")
+    ax.set_xlabel("PSNR-SoftL1, legacy (dB)")
+    ax.set_ylabel("PSNR, MSE-based (dB)")
+    ax.set_title(f"Legacy gap: mean {float(df['psnr_gap'].mean()):.2f} dB")
+    ax.legend(frameon=False)
+    ax.grid(True, alpha=0.3)
+    _save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------- documents
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _data_uri(path: Path) -> str:
+    mime = {".png": "image/png", ".gif": "image/gif"}[path.suffix.lower()]
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _markdown(ctx: dict[str, Any]) -> str:
+    agg, paired, notes = ctx["agg"], ctx["paired"], ctx["notes"]
+    show_std = ctx["n_seeds"] > 1
+    lines = [
+        "# nerfpipe report",
+        "",
+        f"Scenes: {', '.join(ctx['scenes'])}. Variants: {', '.join(ctx['variants'])} "
+        f"(baseline: {ctx['baseline']}). Seeds: {', '.join(map(str, ctx['seeds']))}.",
+        "",
+        "The headline metric is **PSNR** = mean over test images of −10·log10(MSE), images in [0, 1]. "
+        + LEGACY_SENTENCE,
+        "",
+        "Best value per scene in **bold**"
+        + (", cells are mean ± std over seeds." if show_std else ".")
+        + " The mean rows average over scenes.",
+        "",
+        "| Scene | Variant | " + " | ".join(c.label for c in COLUMNS) + " |",
+        "|" + "---|" * 2 + "---:|" * len(COLUMNS),
+    ]
+    for row, cells in _table_cells(agg, show_std):
+        texts = []
+        for col, (text, best) in zip(COLUMNS, cells, strict=True):
+            note = _cell_note(col, text, notes)
+            text = f"**{text}**" if best else text
+            texts.append(text + (f"[^{note}]" if note else ""))
+        scene = f"**{MEAN_ROW}**" if row["scene"] == MEAN_ROW else _md_escape(row["scene"])
+        lines.append(f"| {scene} | {_md_escape(row['variant'])} | " + " | ".join(texts) + " |")
+    lines.append("")
+    for key, text in notes.items():
+        lines.append(f"[^{key}]: {text}")
+    if notes:
+        lines.append("")
+    lines += ["## Paired comparison against the baseline", ""]
+    lines += _paired_intro(ctx)
+    if len(paired):
+        lines += [
+            f"| Variant | Metric | Pairs | Mean difference | {CONFIDENCE:.0%} CI | p | Verdict |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        for _, res in paired.iterrows():
+            mean, ci = _fmt_ci(res, _digits(res["metric"]))
+            lines.append(
+                f"| {_md_escape(res['variant'])} | {res['metric']} | {res['n']} | {mean} | {ci} | "
+                f"{_fmt_p(res['p_value'])} | {res['verdict']} |"
+            )
+        lines.append("")
+    lines += ["## Plots", ""]
+    for title, rel in ctx["plots"]:
+        lines += [f"### {title}", "", f"![{title}]({rel})", ""]
+    lines += ["## Renders", ""]
+    for scene in ctx["scenes"]:
+        lines += [f"### {scene}", ""]
+        for variant in ctx["variants"]:
+            media = ctx["media"][(scene, variant)]
+            lines.append(
+                f"**{_md_escape(variant)}** (seed {ctx['seeds'][0]}): [orbit video (mp4)]({media['mp4']})"
+            )
+            lines.append("")
+            lines.append(
+                f"![{scene} {variant} test view {STRIP_VIEW}: ground truth | prediction | error]"
+                f"({media['strip']})"
+            )
+            lines.append("")
+            lines.append(" ".join(f"![{kind}]({rel})" for kind, rel in media["gifs"]))
+            lines.append("")
+    lines += ["## Runs", "", _runs_markdown(ctx["df"]), ""]
+    return "\n".join(lines)
+
+
+def _digits(metric: str) -> int:
+    return next(c.digits for c in COLUMNS if c.key == metric) + 1
+
+
+def _paired_intro(ctx: dict[str, Any]) -> list[str]:
+    return [
+        f"Differences are variant − {ctx['baseline']} over matched (scene, seed) pairs, with a "
+        f"{CONFIDENCE:.0%} confidence interval from the t distribution; a verdict needs the interval "
+        "to exclude 0.",
+        "",
+    ]
+
+
+RUN_DETAIL_COLUMNS = (
+    ("scene", "Scene"),
+    ("variant", "Variant"),
+    ("seed", "Seed"),
+    ("method", "Method"),
+    ("iterations", "Iterations"),
+    ("samples_per_ray", "MLP samples/ray"),
+    ("train_backend", "Backend"),
+    ("skipped_steps", "Skipped steps"),
+    ("final_loss", "Final loss"),
+    ("psnr", "PSNR"),
+    ("psnr_softl1", "PSNR-SoftL1"),
+    ("n_images", "Test images"),
+)
+
+
+def _run_detail(key: str, value: Any) -> str:
+    if key == "final_loss":
+        return f"{float(value):.3g}"
+    if key in ("psnr", "psnr_softl1"):
+        return f"{float(value):.2f}"
+    return str(value)
+
+
+def _runs_markdown(df: pd.DataFrame) -> str:
+    lines = [
+        "| " + " | ".join(label for _, label in RUN_DETAIL_COLUMNS) + " |",
+        "|" + "---|" * len(RUN_DETAIL_COLUMNS),
+    ]
+    for _, r in df.iterrows():
+        lines.append(
+            "| " + " | ".join(_md_escape(_run_detail(k, r[k])) for k, _ in RUN_DETAIL_COLUMNS) + " |"
+        )
+    return "\n".join(lines)
+
+
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; }
+td.num { text-align: right; white-space: nowrap; }
+tr.mean td { background: #f3f3f3; }
+.note { font-size: 0.85em; color: #555; }
+img.px { image-rendering: pixelated; }
+figure { display: inline-block; margin: 0.5em; vertical-align: top; }
+figcaption { font-size: 0.8em; text-align: center; }
+"""
+
+
+THUMB_HEIGHT = 192  # display height of strips and GIFs in the page, in CSS pixels
+
+
+def _html_thumb(path: Path, alt: str, caption: str) -> str:
+    """An embedded image shown pixelated (small renders stay sharp when enlarged), with a caption."""
+    return (
+        f'<figure><img class="px" src="{_data_uri(path)}" height="{THUMB_HEIGHT}" alt="{html.escape(alt)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def _html(ctx: dict[str, Any], out_dir: Path) -> str:
+    esc = html.escape
+    agg, paired, notes = ctx["agg"], ctx["paired"], ctx["notes"]
+    show_std = ctx["n_seeds"] > 1
+    note_ids = {key: i + 1 for i, key in enumerate(notes)}
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>nerfpipe report</title>',
+        f"<style>{HTML_STYLE}</style></head><body>",
+        "<h1>nerfpipe report</h1>",
+        f"<p>Scenes: {esc(', '.join(ctx['scenes']))}. Variants: {esc(', '.join(ctx['variants']))} "
+        f"(baseline: {esc(ctx['baseline'])}). Seeds: {esc(', '.join(map(str, ctx['seeds'])))}.</p>",
+        "<p>The headline metric is <strong>PSNR</strong> = mean over test images of −10·log10(MSE), "
+        f"images in [0, 1]. {esc(LEGACY_SENTENCE)}</p>",
+        "<p>Best value per scene in <strong>bold</strong>"
+        + (", cells are mean ± std over seeds." if show_std else ".")
+        + " The mean rows average over scenes.</p>",
+        '<table id="results"><thead><tr><th>Scene</th><th>Variant</th>'
+        + "".join(f"<th>{esc(c.label)}</th>" for c in COLUMNS)
+        + "</tr></thead><tbody>",
+    ]
+    for row, cells in _table_cells(agg, show_std):
+        is_mean = row["scene"] == MEAN_ROW
+        tds = []
+        for col, (text, best) in zip(COLUMNS, cells, strict=True):
+            content = f"<strong>{esc(text)}</strong>" if best else esc(text)
+            note = _cell_note(col, text, notes)
+            if note:
+                content += f'<sup><a href="#note-{note}">{note_ids[note]}</a></sup>'
+            tds.append(f'<td class="num">{content}</td>')
+        scene = f"<strong>{MEAN_ROW}</strong>" if is_mean else esc(row["scene"])
+        parts.append(
+            f"<tr{' class=mean' if is_mean else ''}><td>{scene}</td><td>{esc(row['variant'])}</td>"
+            + "".join(tds)
+            + "</tr>"
+        )
+    parts.append("</tbody></table>")
+    for key, text in notes.items():
+        parts.append(f'<p class="note" id="note-{key}"><sup>{note_ids[key]}</sup> {esc(text)}</p>')
+
+    parts.append("<h2>Paired comparison against the baseline</h2>")
+    parts += [f"<p>{esc(p)}</p>" for p in _paired_intro(ctx) if p]
+    if len(paired):
+        heads = ["Variant", "Metric", "Pairs", "Mean difference", f"{CONFIDENCE:.0%} CI", "p", "Verdict"]
+        parts.append(
+            '<table id="paired"><thead><tr>'
+            + "".join(f"<th>{h}</th>" for h in heads)
+            + "</tr></thead><tbody>"
+        )
+        for _, res in paired.iterrows():
+            mean, ci = _fmt_ci(res, _digits(res["metric"]))
+            left = [res["variant"], res["metric"]]
+            right = [str(res["n"]), mean, ci, _fmt_p(res["p_value"])]
+            parts.append(
+                "<tr>"
+                + "".join(f"<td>{esc(x)}</td>" for x in left)
+                + "".join(f"<td class=num>{esc(x)}</td>" for x in right)
+                + f"<td>{esc(res['verdict'])}</td></tr>"
+            )
+        parts.append("</tbody></table>")
+
+    parts.append("<h2>Plots</h2>")
+    for title, rel in ctx["plots"]:
+        parts.append(
+            f'<figure><img src="{_data_uri(out_dir / rel)}" alt="{esc(title)}" style="max-width:100%">'
+            f"<figcaption>{esc(title)}</figcaption></figure>"
+        )
+
+    parts.append("<h2>Renders</h2>")
+    for scene in ctx["scenes"]:
+        parts.append(f"<h3>{esc(scene)}</h3>")
+        for variant in ctx["variants"]:
+            media = ctx["media"][(scene, variant)]
+            parts.append(
+                f"<h4>{esc(variant)} (seed {ctx['seeds'][0]}) — "
+                f'<a href="{esc(media["mp4"])}">orbit video (mp4)</a></h4>'
+            )
+            caption = f"test view {STRIP_VIEW}: ground truth | prediction | error"
+            parts.append(_html_thumb(out_dir / media["strip"], f"{scene} {variant} strip", caption))
+            for kind, rel in media["gifs"]:
+                parts.append(_html_thumb(out_dir / rel, f"{scene} {variant} {kind}", kind))
+    parts.append("<h2>Runs</h2><table id=runs><thead><tr>")
+    parts += [f"<th>{esc(label)}</th>" for _, label in RUN_DETAIL_COLUMNS]
+    parts.append("</tr></thead><tbody>")
+    for _, r in ctx["df"].iterrows():
+        parts.append(
+            "<tr>" + "".join(f"<td>{esc(_run_detail(k, r[k]))}</td>" for k, _ in RUN_DETAIL_COLUMNS) + "</tr>"
+        )
+    parts.append("</tbody></table></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------- stage
+
+
+def _copy(src: Path, dst: Path) -> None:
+    write_bytes(dst, _require(src).read_bytes())
+
+
+def report(
+    results_dir: str | Path,
+    out_dir: str | Path,
+    scenes: list[str],
+    variants: list[str],
+    seeds: list[int],
+    baseline: str,
+) -> None:
+    """Build report.md, report.csv, runs.csv, paired.csv, report.html, figures/ and videos/."""
+    results_dir, out_dir = Path(results_dir), Path(out_dir)
+    if baseline not in variants:
+        raise NerfpipeError(f"report: baseline {baseline!r} is not one of the variants {variants}")
+    if (
+        len(set(scenes)) != len(scenes)
+        or len(set(variants)) != len(variants)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise NerfpipeError("report: scenes, variants and seeds must not repeat")
+    df = collect(results_dir, scenes, variants, seeds)
+    agg = aggregate(df, scenes, variants)
+    paired = paired_table(df, variants, baseline)
+    figures = out_dir / "figures"
+
+    plots: list[tuple[str, str]] = []
+    for scene in scenes:
+        logs = {
+            (variant, seed): load_train_log(
+                run_dirs(results_dir, scene, variant, seed)["train"] / "train_log.csv"
+            )
+            for variant in variants
+            for seed in seeds
+        }
+        rel = f"figures/train_{scene}.png"
+        plot_training_curves(logs, variants, scene, out_dir / rel)
+        plots.append((f"Training curves — {scene}", rel))
+    plot_psnr_bars(agg, scenes, variants, out_dir / "figures/psnr_per_scene.png")
+    plots.append(("Test PSNR per scene and variant", "figures/psnr_per_scene.png"))
+    plot_legacy_scatter(df, variants, out_dir / "figures/psnr_vs_legacy.png")
+    plots.append(("PSNR against the legacy PSNR-SoftL1, every run", "figures/psnr_vs_legacy.png"))
+
+    media: dict[tuple[str, str], dict[str, Any]] = {}
+    seed = seeds[0]
+    for scene in scenes:
+        for variant in variants:
+            dirs = run_dirs(results_dir, scene, variant, seed)
+            stem = f"{scene}_{variant}_seed{seed}"
+            strip = f"figures/strip_{stem}.png"
+            _copy(dirs["eval"] / "renders" / f"{STRIP_VIEW:03d}_strip.png", out_dir / strip)
+            gifs = []
+            for kind in ("rgb", "depth", "normal"):
+                src = dirs["render"] / f"orbit_{kind}.gif"
+                if kind == "normal" and not src.is_file():
+                    continue  # normals exist only for some variants
+                rel = f"figures/orbit_{kind}_{stem}.gif"
+                _copy(src, out_dir / rel)
+                gifs.append((f"orbit {kind}", rel))
+            mp4 = f"videos/orbit_rgb_{stem}.mp4"
+            _copy(dirs["render"] / "orbit_rgb.mp4", out_dir / mp4)
+            media[(scene, variant)] = {"strip": strip, "gifs": gifs, "mp4": mp4}
+
+    ctx = {
+        "df": df,
+        "agg": agg,
+        "paired": paired,
+        "notes": _footnotes(df),
+        "scenes": scenes,
+        "variants": variants,
+        "seeds": seeds,
+        "baseline": baseline,
+        "n_seeds": len(seeds),
+        "plots": plots,
+        "media": media,
+    }
+    figures.mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / "runs.csv", df.to_csv(index=False))
+    write_text(out_dir / "report.csv", agg.to_csv(index=False))
+    write_text(out_dir / "paired.csv", paired.to_csv(index=False))
+    write_text(out_dir / "report.md", _markdown(ctx))
+    write_text(out_dir / "report.html", _html(ctx, out_dir))

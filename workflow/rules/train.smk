@@ -1,0 +1,31 @@
+rule train:
+    """Train one variant on one scene with one seed.
+
+    ckpt/ (resume checkpoints) is deliberately not an output: Snakemake deletes the
+    outputs of a failed job, and the checkpoints must survive that so a rerun resumes.
+    """
+    input:
+        data=rules.data.output[0],
+        rays=rules.rays.output[0],
+    output:
+        model=out(f"train/{RUN}/model.pt"),
+        config=out(f"train/{RUN}/config.json"),
+        train_log=out(f"train/{RUN}/train_log.csv"),
+        summary=out(f"train/{RUN}/summary.json"),
+    params:
+        settings=variant_settings,
+        outdir=lambda wildcards, output: parent_dir(output.model),
+    log:
+        log_path("train", RUN),
+    benchmark:
+        benchmark_path("train", RUN)
+    threads: stage_resource("train", "threads")
+    resources:
+        mem_mb=stage_resource("train", "mem_mb"),
+        runtime=stage_resource("train", "runtime"),
+        gpu=GPUS,
+    conda:
+        "../envs/nerfpipe.yaml"
+    shell:
+        "nerfpipe train --data {input.data} --rays {input.rays} --out {params.outdir:q}"
+        " --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"
