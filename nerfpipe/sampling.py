@@ -68,10 +68,12 @@ def set_backend(name: str) -> str:
     """
     global _requested, _backend
     if name not in BACKENDS:
-        raise NerfpipeError(f"sampling backend: unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+        raise NerfpipeError(f"sampling backend: unknown backend {name!r}; "
+                            f"choose one of {', '.join(BACKENDS)}")
     if name == "ext" and _ext is None:
-        raise NerfpipeError(f"sampling backend 'ext': the extension nerfpipe._ext is not built ({_EXT_ERROR}); "
-                            "build it with `pip install --no-build-isolation -e .` or use 'torch'")
+        raise NerfpipeError(f"sampling backend 'ext': the extension nerfpipe._ext is not built "
+                            f"({_EXT_ERROR}); build it with `pip install --no-build-isolation -e .` "
+                            "or use 'torch'")
     _requested = name
     _backend = ("ext" if _ext is not None else "torch") if name == "auto" else name
     return _backend
@@ -388,7 +390,7 @@ _PE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def _check_pe_args(x: Tensor, num_freqs: int) -> None:
     if x.dim() < 1:
-        raise ValueError(f"positional_encoding: x must be [..., C], got a 0-d tensor")
+        raise ValueError("positional_encoding: x must be [..., C], got a 0-d tensor")
     if x.dtype not in _PE_DTYPES:
         raise TypeError(f"positional_encoding: x must be a floating tensor, got {x.dtype}")
     if not 0 <= num_freqs <= 30:
@@ -403,7 +405,8 @@ def positional_encoding_torch(x: Tensor, num_freqs: int, include_input: bool = T
     """Reference of `positional_encoding` (autograd through torch ops)."""
     _check_pe_args(x, num_freqs)
     xb = x[..., None, :] * _pe_scales(num_freqs, x)[:, None]  # [..., L, C]
-    enc = torch.stack([torch.sin(xb), torch.cos(xb)], dim=-2).reshape(*x.shape[:-1], -1)
+    width = 2 * num_freqs * x.shape[-1]
+    enc = torch.stack([torch.sin(xb), torch.cos(xb)], dim=-2).reshape(*x.shape[:-1], width)
     return torch.cat([x, enc], dim=-1) if include_input else enc
 
 
@@ -412,11 +415,12 @@ def _pe_jvp(x: Tensor, dx: Tensor, num_freqs: int, include_input: bool) -> Tenso
     scales = _pe_scales(num_freqs, x)[:, None]
     xb = x[..., None, :] * scales
     d = dx[..., None, :] * scales
-    enc = torch.stack([torch.cos(xb) * d, -torch.sin(xb) * d], dim=-2).reshape(*x.shape[:-1], -1)
+    enc = torch.stack([torch.cos(xb) * d, -torch.sin(xb) * d], dim=-2).reshape(*x.shape[:-1],
+                                                                            2 * num_freqs * x.shape[-1])
     return torch.cat([dx, enc], dim=-1) if include_input else enc
 
 
-class _PositionalEncodingBackward(torch.autograd.Function):
+class _PositionalEncodingGrad(torch.autograd.Function):
     """grad_x = J(x)^T grad_out by the extension; differentiable once more through torch ops."""
 
     @staticmethod
@@ -452,7 +456,7 @@ class _PositionalEncoding(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         (x,) = ctx.saved_tensors
-        grad_x = _PositionalEncodingBackward.apply(x, grad_out.contiguous(), ctx.num_freqs, ctx.include_input)
+        grad_x = _PositionalEncodingGrad.apply(x, grad_out.contiguous(), ctx.num_freqs, ctx.include_input)
         return grad_x, None, None
 
 
@@ -460,6 +464,8 @@ def positional_encoding_ext(x: Tensor, num_freqs: int, include_input: bool = Tru
     """Extension version of `positional_encoding` (forward and backward are extension kernels)."""
     _check_pe_args(x, num_freqs)
     _require_ext()
+    if x.numel() == 0:
+        return positional_encoding_torch(x, num_freqs, include_input)
     flat = x.reshape(-1, x.shape[-1]).contiguous()
     out = _PositionalEncoding.apply(flat, num_freqs, include_input)
     return out.reshape(*x.shape[:-1], out.shape[-1])
