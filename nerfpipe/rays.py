@@ -202,7 +202,7 @@ def build_ray_cache(data_dir: Path, out_dir: Path) -> None:
         arrays = {k: np.lib.format.open_memmap(tmp_dir / f"{k}.npy", mode="w+", dtype=np.float32,
                                                shape=(total, c)) for k, c in shapes.items()}
         for i in range(n):
-            o, d = camera_rays(height, width, focal, torch.from_numpy(np.asarray(poses[i], np.float32)))
+            o, d = camera_rays(height, width, focal, torch.tensor(np.asarray(poses[i]), dtype=torch.float32))
             d = d.reshape(n_pix, 3)
             sl = slice(i * n_pix, (i + 1) * n_pix)
             arrays["origins"][sl] = o.reshape(n_pix, 3).numpy()

@@ -141,7 +141,6 @@ class Capsule:
     b: Array
     radius: float
     material: Material
-    index: int = 0  # position within a family of capsules, for per-part colours
 
     def bound(self) -> tuple[Array, float]:
         return 0.5 * (self.a + self.b), 0.5 * float(np.linalg.norm(self.b - self.a)) + self.radius
@@ -278,7 +277,6 @@ def _thin_scene() -> Scene:
     half, r_edge = 0.70, 0.035
     corners = [np.array([sx, sy, sz]) * half for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)]
     edge_colours = [(0.85, 0.25, 0.20), (0.25, 0.70, 0.30), (0.25, 0.40, 0.90)]
-    k = 0
     for i, ci in enumerate(corners):
         for cj in corners[i + 1:]:
             diff = cj - ci
@@ -286,8 +284,7 @@ def _thin_scene() -> Scene:
                 continue
             axis = int(np.flatnonzero(diff)[0])
             prims.append(Capsule(rot @ ci, rot @ cj, r_edge,
-                                 Material(_stripes(8, edge_colours[axis], (0.9, 0.9, 0.85))), index=k))
-            k += 1
+                                 Material(_stripes(8, edge_colours[axis], (0.9, 0.9, 0.85)))))
     # tilted ring (24 straight segments) with six spokes to a hub
     ring_axis = _unit(np.array([0.3, -0.2, 1.0]))
     u = _unit(np.cross(ring_axis, [1.0, 0.0, 0.0]))
@@ -297,10 +294,10 @@ def _thin_scene() -> Scene:
            for j in range(n_seg)]
     for j in range(n_seg):
         colour = (0.95, 0.80, 0.15) if j % 2 == 0 else (0.90, 0.45, 0.10)
-        prims.append(Capsule(pts[j], pts[(j + 1) % n_seg], 0.04, Material(_constant(colour)), index=j))
+        prims.append(Capsule(pts[j], pts[(j + 1) % n_seg], 0.04, Material(_constant(colour))))
     for j in range(0, n_seg, 4):
         prims.append(Capsule(np.zeros(3), pts[j], 0.025,
-                             Material(_stripes(4, (0.85, 0.85, 0.90), (0.35, 0.35, 0.40))), index=j))
+                             Material(_stripes(4, (0.85, 0.85, 0.90), (0.35, 0.35, 0.40)))))
     prims.append(Sphere(np.zeros(3), 0.10, Material(_constant((0.80, 0.20, 0.60)))))
     return Scene(prims)
 
