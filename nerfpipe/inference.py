@@ -52,9 +52,12 @@ def view_rays(height: int, width: int, focal: float, c2w: torch.Tensor, near: fl
 def render_rays(model: RadianceModel, rays: RayBundle, background: torch.Tensor, chunk: int) -> dict:
     """Render rays in chunks of `chunk`; returns IMAGE_KEYS present, each [R, ...] on the CPU."""
     device = next(model.parameters()).device
+    amp = bool(model.settings.get("amp"))
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(rays), chunk):
-        out = model(rays.slice(start, start + chunk).to(device), None, background.to(device))
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+            out = model(rays.slice(start, start + chunk).to(device), None, background.to(device))
         for k in IMAGE_KEYS:
             if k in out:
                 parts.setdefault(k, []).append(out[k].detach().float().cpu())

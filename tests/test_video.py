@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+
 import imageio.v3 as iio
 import imageio_ffmpeg
 import numpy as np
@@ -44,6 +47,22 @@ def _render_fn(with_normals: bool, seen: list):
     return fn
 
 
+def _read_mp4(path) -> tuple[np.ndarray, tuple[int, int], int, float]:
+    """Decode an mp4 with imageio's ffmpeg binary: raw frames, (width, height), frame count, seconds.
+
+    (A subprocess rather than imageio_ffmpeg.read_frames, which leaves its pipes open.)
+    """
+    exe = imageio_ffmpeg.get_ffmpeg_exe()
+    res = subprocess.run(
+        [exe, "-hide_banner", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    )
+    w, h = map(int, re.search(rb"Video: h264.*?, (\d+)x(\d+)", res.stderr).groups())
+    n, secs = imageio_ffmpeg.count_frames_and_secs(str(path))
+    return np.frombuffer(res.stdout, np.uint8), (w, h), n, secs
+
+
 def test_video_frame_size():
     assert video_frame_size(64, 64) == (4, 256, 256)
     assert video_frame_size(800, 800) == (1, 800, 800)
@@ -68,10 +87,10 @@ def test_orbit_files_frames_and_size(tmp_path):
     assert (meta["n_frames"], meta["video_height"], meta["video_width"]) == (N, vh, vw)
     assert meta["has_normals"]
 
-    gen = imageio_ffmpeg.read_frames(str(tmp_path / "orbit_rgb.mp4"))
-    info = next(gen)
-    frames = np.stack([np.frombuffer(f, np.uint8).reshape(vh, vw, 3) for f in gen])
-    assert info["size"] == (vw, vh) and info["fps"] == pytest.approx(12)
+    frames, (w_read, h_read), n_frames, secs = _read_mp4(tmp_path / "orbit_rgb.mp4")
+    assert (h_read, w_read) == (vh, vw)
+    assert n_frames == N and secs == pytest.approx(N / 12, abs=0.05)
+    frames = frames.reshape(-1, vh, vw, 3)
     assert frames.shape == (N, vh, vw, 3)
     # centre pixel follows the rendered colour sequence (H.264 is lossy: loose tolerance)
     centre = frames[:, vh // 2, vw // 2].astype(float)

@@ -9,7 +9,8 @@
 # in the foreground of their own sessions, their output in DIR/*.log. Every daemon it starts
 # is appended to DIR/pids ("name pid") at once, so the caller can stop exactly those by pid,
 # also when this script fails half-way. DIR/env holds the SLURM_CONF export for clients.
-# Nothing outside DIR is written apart from the apt-get installation.
+# Outside DIR it writes only the apt-get installation, munge's socket in /run/munge and
+# slurmd's configless cache in /run/slurm.
 #
 # Exit status: 0 ready; 77 cannot run here (not root, no apt-get, installation failed: the
 # reason is printed); anything else: the cluster did not come up (see the logs in DIR).
@@ -23,6 +24,10 @@ SKIP=77
 if [ "$(id -u)" != 0 ]; then
   echo "SKIP: not root (SLURM daemons need root here)"; exit $SKIP
 fi
+if [ -e /etc/slurm/slurm.conf ]; then
+  echo "SKIP: /etc/slurm/slurm.conf exists; this test only runs where it would not shadow the private cluster"
+  exit $SKIP
+fi
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null \
    || ! command -v sbatch >/dev/null; then
   if ! command -v apt-get >/dev/null; then
@@ -35,8 +40,7 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! comm
   fi
 fi
 
-mkdir -p "$DIR"/{state,spool,munge}
-chmod 700 "$DIR/munge"
+mkdir -p "$DIR"/{state,spool}
 : >"$DIR/pids"
 
 started=()
@@ -54,14 +58,22 @@ start() {
   echo "$name $pid" >>"$DIR/pids"
 }
 
-# munge: a private key and socket, so an existing munged (if any) is left alone.
-head -c 1024 /dev/urandom >"$DIR/munge/munge.key"
-chmod 400 "$DIR/munge/munge.key"
-start munged munged --foreground --force --socket="$DIR/munge/munge.socket" \
-  --key-file="$DIR/munge/munge.key" --pid-file="$DIR/munge/munged.pid" \
-  --seed-file="$DIR/munge/munged.seed" --log-file="$DIR/munge/munged.log"
-for _ in $(seq 50); do [ -S "$DIR/munge/munge.socket" ] && break; sleep 0.1; done
-munge --socket="$DIR/munge/munge.socket" -n | unmunge --socket="$DIR/munge/munge.socket" >/dev/null
+# munge on its default socket: slurmd in configless mode authenticates to slurmctld before it
+# has any config, so it can only use the default. An already running munged is reused.
+MUNGE_SOCKET=/run/munge/munge.socket.2
+if ! { [ -S "$MUNGE_SOCKET" ] && munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }; then
+  mkdir -p /run/munge "$DIR/munge"
+  chmod 755 /run/munge
+  chmod 700 "$DIR/munge"
+  head -c 1024 /dev/urandom >"$DIR/munge/munge.key"
+  chmod 400 "$DIR/munge/munge.key"
+  rm -f "$MUNGE_SOCKET"
+  start munged munged --foreground --force --socket="$MUNGE_SOCKET" \
+    --key-file="$DIR/munge/munge.key" --pid-file="$DIR/munge/munged.pid" \
+    --seed-file="$DIR/munge/munged.seed" --log-file="$DIR/munge/munged.log"
+  for _ in $(seq 50); do [ -S "$MUNGE_SOCKET" ] && break; sleep 0.1; done
+fi
+munge -n | unmunge >/dev/null
 
 # The node line as slurmd detects the hardware (CPUs, sockets, cores, threads, memory).
 hw=$(slurmd -C | head -1 | sed -e 's/^NodeName=[^ ]* //' -e 's/ UpTime=.*//')
@@ -71,13 +83,16 @@ hw=$(echo "$hw" | sed "s/RealMemory=[0-9]*/RealMemory=$(( mem * 9 / 10 ))/")
 cat >"$DIR/slurm.conf" <<EOF
 ClusterName=nerfpipe
 SlurmctldHost=localhost
+# Configless: slurmd fetches this file from slurmctld and caches it under /run/slurm/conf,
+# where clients inside jobs find it. They must: the jobstep executor removes SLURM_CONF
+# from the environment of the `srun` it runs inside each job.
+SlurmctldParameters=enable_configless
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$DIR/munge/munge.socket
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/slurmctld.pid
@@ -107,7 +122,7 @@ echo "export SLURM_CONF=$DIR/slurm.conf" >"$DIR/env"
 export SLURM_CONF="$DIR/slurm.conf"
 
 start slurmctld slurmctld -D -i -f "$SLURM_CONF"
-start slurmd slurmd -D -N localhost -f "$SLURM_CONF"
+start slurmd slurmd -D -N localhost --conf-server "localhost:$CTLD_PORT"
 
 for _ in $(seq 60); do
   state=$(sinfo -h -N -n localhost -o %T 2>/dev/null || true)
