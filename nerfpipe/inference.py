@@ -31,7 +31,8 @@ def load_trained(train_dir: Path, device: str | torch.device = "cpu") -> tuple[R
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
         arch = {k: settings.get(k) for k in ARCHITECTURE_KEYS}
-        raise NerfpipeError(f"{path}: weights do not fit the model its settings describe ({arch}): {exc}") from exc
+        raise NerfpipeError(
+            f"{path}: weights do not fit the model its settings describe ({arch}): {exc}") from exc
     model.to(device).eval()
     sampling.set_backend(settings.get("sampling_backend") or "auto")
     return model, settings

@@ -1,8 +1,11 @@
 """Training stage: fit one variant to one scene's ray cache.
 
-Every random number of a step is derived from (seed, iteration), and the checkpoint holds the
-model, optimizer, grad-scaler, iteration, log and elapsed time, so a run killed at any point
-and resumed from its last checkpoint ends with bit-identical weights on CPU.
+Every random number of a step (ray batch, stratified jitter, inverse-transform u) comes from
+counter-based hashes of a key derived from (seed, iteration), in the torch reference and the
+extension alike, so the sampling ops carry no state. Weight initialisation uses torch's seeded
+generator, whose state the checkpoint keeps with the model, optimizer, grad-scaler, iteration,
+log and elapsed time; numpy's global generator is not used. A run killed at any point and
+resumed from its last checkpoint therefore ends with bit-identical weights on CPU.
 """
 
 from __future__ import annotations
@@ -115,18 +118,6 @@ def settings_fingerprint(settings: dict) -> str:
     return json.dumps({k: settings.get(k) for k in ARCHITECTURE_KEYS}, sort_keys=True)
 
 
-def numpy_rng_state() -> dict:
-    """numpy's global generator state as plain tensors (loadable with weights_only=True)."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-            "cached": float(cached)}
-
-
-def restore_numpy_rng(state: dict) -> None:
-    np.random.set_state(("MT19937", state["keys"].numpy().astype(np.uint32), state["pos"], state["has_gauss"],
-                         state["cached"]))
-
-
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
     return sorted(ckpt_dir.glob("ckpt_*.pt"))
 
@@ -150,7 +141,6 @@ def save_checkpoint(ckpt_dir: Path, model: RadianceModel, optimizer, scaler, sta
         "fingerprint": settings_fingerprint(settings),
         "variant": settings["variant"],
         "torch_rng": torch.get_rng_state(),
-        "numpy_rng": numpy_rng_state(),
     })
     for old in list_checkpoints(ckpt_dir)[:-KEEP_CHECKPOINTS]:
         old.unlink(missing_ok=True)
@@ -192,7 +182,6 @@ def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads
     backend = sampling.set_backend(settings.get("sampling_backend") or "auto")
     seed = int(settings["seed"])
     torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
     torch.use_deterministic_algorithms(dev.type == "cpu", warn_only=True)
 
     store = RayStore(rays_dir, dev)
@@ -217,10 +206,10 @@ def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads
         if scaler is not None and ckpt["scaler"]:
             scaler.load_state_dict(ckpt["scaler"])
         torch.set_rng_state(ckpt["torch_rng"])
-        restore_numpy_rng(ckpt["numpy_rng"])
         state = TrainState(iteration=ckpt["iteration"], elapsed=ckpt["elapsed"], skipped=ckpt["skipped"],
                            log_rows=list(ckpt["log_rows"]))
-        print(f"resuming {settings['variant']} from {ckpt_path} (iteration {state.iteration})", file=sys.stderr)
+        print(f"resuming {settings['variant']} from {ckpt_path} (iteration {state.iteration})",
+              file=sys.stderr)
     last_good = ckpt_path
 
     total = int(settings["iterations"])

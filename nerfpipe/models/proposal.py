@@ -45,7 +45,8 @@ class ProposalNeRF(RadianceModel):
             levels.append(level)
             n_next = s["prop_samples"][i + 1] if i + 1 < len(self.proposals) else s["n_importance"]
             # Resampling is not differentiated: proposal weights are trained by the interlevel loss only.
-            t = sampling.sample_pdf(t, level["weights"].detach(), n_next + 1, randomized, level_key(key, i + 1))
+            t = sampling.sample_pdf(t, level["weights"].detach(), n_next + 1, randomized,
+                                    level_key(key, i + 1))
         levels.append(self.render_level(self.nerf, t, rays, background, want_normals=self.render_normals))
         return final_outputs(levels)
 
