@@ -34,8 +34,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard ext/csrc/*)
 
 demo: setup
 	@start=$$(date +%s); \
-	  $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile workflow/profiles/local && \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --workflow-profile workflow/profiles/local && \
 	  echo "workflow finished in $$(( $$(date +%s) - start )) s"
+	$(BIN)/nerfpipe readme --report results/report/report.md --readme README.md
 	@echo "report: $(CURDIR)/results/report/report.md (also report.html, report.csv, figures/)"
 
 # Browser and ffmpeg-free system pieces the tests use; installed only where we are root with apt.

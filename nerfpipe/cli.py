@@ -55,7 +55,9 @@ def _results_default(args: argparse.Namespace, stage: str) -> Path:
 
     if not getattr(args, "config", None) or not getattr(args, "scene", None):
         raise NerfpipeError(f"--{stage} is required without --config and --scene")
-    root = Path(cfgmod.load_config(args.config)["results"])
+    cfg = cfgmod.load_config(args.config)
+    cfgmod.resolve_scene(cfg, args.scene)  # an unknown scene is named here, not as a missing folder
+    root = Path(cfg["results"])
     if stage == "data":
         return root / "data" / args.scene
     if stage == "rays":
@@ -150,10 +152,21 @@ def cmd_report(args: argparse.Namespace) -> None:
             raise NerfpipeError("report needs --settings JSON or --config FILE")
         cfg = cfgmod.load_config(args.config)
         opts = {"scenes": list(cfg["scenes"]), "variants": list(cfg["variants"]), "seeds": cfg["seeds"],
-                "baseline": cfg["report"]["baseline"]}
+                "baseline": cfg["report"]["baseline"],
+                "ablations": {n: v["base"] for n, v in cfg["variants"].items() if "base" in v}}
     out = Path(args.out)
-    report(Path(args.results), out, opts["scenes"], opts["variants"], opts["seeds"], opts["baseline"])
+    report(Path(args.results), out, opts["scenes"], opts["variants"], opts["seeds"], opts["baseline"],
+           opts.get("ablations"))
     print(f"report: {out / 'report.md'}")
+
+
+def cmd_readme(args: argparse.Namespace) -> None:
+    import os
+
+    from nerfpipe.readme import update_readme
+
+    update_readme(Path(args.report), Path(args.readme), cores=os.cpu_count())
+    print(f"readme: table from {args.report} written into {args.readme}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="results/report")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("readme", help="copy the report's table into README.md")
+    p.add_argument("--report", default="results/report/report.md")
+    p.add_argument("--readme", default="README.md")
+    p.set_defaults(func=cmd_readme)
     return parser
 
 

@@ -19,6 +19,7 @@ import torch
 from nerfpipe import io as nio
 from nerfpipe import metrics, sampling, visualize
 from nerfpipe.data.prepare import load_split
+from nerfpipe.diagnostics import write_weight_profiles
 from nerfpipe.inference import load_trained, render_view
 from nerfpipe.train import background_color, composite_background
 
@@ -81,6 +82,8 @@ def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None =
     result["psnr_gap"] = result["psnr"] - result["psnr_softl1"]
     if not all(math.isfinite(v) for v in (result["psnr"], result["psnr_softl1"], result["ssim"])):
         raise ValueError(f"non-finite metrics for {train_dir}: {result}")
+    write_weight_profiles(model, settings, meta, np.asarray(data["poses"][0]), np.asarray(data["rgba"][0, ..., 3]),
+                          out_dir / "weights.json")
     nio.write_text(out_dir / "per_image.csv", rows_csv(rows))
     nio.write_json(out_dir / "metrics.json", result)
     return result

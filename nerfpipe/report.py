@@ -10,8 +10,14 @@ renders/000_strip.png and results/render/.../orbit_*.{gif,mp4}; writes into `out
     paired.csv    each variant against the baseline: mean difference and 95% t interval
     report.html   self-contained page: tables, plots, strips and orbit GIFs embedded as
                   base64; mp4 links point into videos/ next to it
+    ablations.csv each ablation variant against its base per scene: metric differences and the
+                  weight spread of both (section "Reproducing the original's figures")
+    concentration.csv  the NeRF weight spread of every run of an ablation pair
     figures/      plots (PNG), evaluation strips and orbit GIFs (copies, for report.md)
     videos/       copies of the orbit mp4 files
+
+The section "Reproducing the original's figures" (`nerfpipe.figures_repro`) also reads each
+run's eval/.../weights.json, renders/000_rgb.png and 000_depth.png, and train/.../config.json.
 
 The headline metric is `psnr` (MSE-based); `psnr_softl1` is the legacy figure, kept beside
 it so the gap stays visible. A missing input is a NerfpipeError naming the file.
@@ -30,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nerfpipe import figures_repro as repro
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.io import read_json, write_bytes, write_text
 from nerfpipe.stats import CONFIDENCE, paired_comparison
@@ -528,6 +535,7 @@ def _markdown(ctx: dict[str, Any]) -> str:
             lines.append("")
             lines.append(" ".join(f"![{kind}]({rel})" for kind, rel in media["gifs"]))
             lines.append("")
+    lines += _repro_markdown(ctx["repro"])
     lines += ["## Runs", "", _runs_markdown(ctx["df"]), ""]
     return "\n".join(lines)
 
@@ -686,6 +694,7 @@ def _html(ctx: dict[str, Any], out_dir: Path) -> str:
             parts.append(_html_thumb(out_dir / media["strip"], f"{scene} {variant} strip", caption))
             for kind, rel in media["gifs"]:
                 parts.append(_html_thumb(out_dir / rel, f"{scene} {variant} {kind}", kind))
+    parts += _repro_html(ctx["repro"], out_dir)
     parts.append("<h2>Runs</h2><table id=runs><thead><tr>")
     parts += [f"<th>{esc(label)}</th>" for _, label in RUN_DETAIL_COLUMNS]
     parts.append("</tr></thead><tbody>")
@@ -695,6 +704,271 @@ def _html(ctx: dict[str, Any], out_dir: Path) -> str:
         )
     parts.append("</tbody></table></body></html>")
     return "\n".join(parts) + "\n"
+
+
+# ---------------------------------------------------------------------------- reproduced figures
+
+REPRO_TITLE = "Reproducing the original's figures"
+SPREAD_SENTENCE = (
+    "Spread = mean over the plotted rays of the NeRF level's weight-weighted spread of interval "
+    "midpoints √(Σ w (t_mid − t̄)² / Σ w), in units of t (smaller = closer to a delta at the surface; "
+    "rays with no opacity are left out)."
+)
+DISTILLATION_SENTENCE = (
+    "Proposal-network distillation (mip-NeRF 360, Figure 4): along each plotted ray, the proposal "
+    "network's histogram over its few wide intervals (filled) and the NeRF's histogram over its finer "
+    "intervals (line), both drawn as densities w / interval length so they share one axis. The "
+    "interlevel loss trains the proposal mass overlapping each NeRF interval to bound that interval's "
+    "weight, so a trained proposal histogram envelopes the NeRF's."
+)
+
+
+def _fmt_num(value: float, digits: int, signed: bool = False) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _fmt_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    return "; ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changes.items()) or "(none)"
+
+
+def _reproduction(
+    results_dir: Path,
+    out_dir: Path,
+    df: pd.DataFrame,
+    scenes: list[str],
+    variants: list[str],
+    seeds: list[int],
+    ablations: dict[str, str],
+) -> dict[str, Any]:
+    """Figures and tables of the section REPRO_TITLE; figures are written below out_dir/figures.
+
+    Returns {"pairs": [(ablation, base), ...] in variant order, "table": one row per scene x pair
+    (metric differences, spreads, changed settings, figure paths), "concentration": one row per
+    run of a pair, "distillation": [(scene, variant, seed, rel path), ...]}.
+    """
+    pairs = [(a, ablations[a]) for a in variants if a in ablations]
+    seed = seeds[0]
+    profiles: dict[tuple[str, str, int], dict[str, Any]] = {}
+
+    def load(scene: str, variant: str, s: int) -> dict[str, Any]:
+        if (scene, variant, s) not in profiles:
+            path = run_dirs(results_dir, scene, variant, s)["eval"] / "weights.json"
+            profiles[(scene, variant, s)] = repro.read_weight_profiles(path, variant)
+        return profiles[(scene, variant, s)]
+
+    in_pairs = [v for v in variants if any(v in pair for pair in pairs)]
+    conc_rows = [
+        {"scene": scene, "variant": v, "seed": s, "spread": repro.concentration(load(scene, v, s))}
+        for scene in scenes
+        for v in in_pairs
+        for s in seeds
+    ]
+    conc = pd.DataFrame(conc_rows, columns=["scene", "variant", "seed", "spread"])
+    diffs = repro.ablation_metric_diffs(df, scenes, dict(pairs))
+    rows = []
+    for _, d in diffs.iterrows():
+        scene, ablation, base = d["scene"], d["ablation"], d["base"]
+        configs = {
+            v: read_json(_require(run_dirs(results_dir, scene, v, seed)["train"] / "config.json"))
+            for v in (base, ablation)
+        }
+        stem = f"{scene}_{ablation}_vs_{base}_seed{seed}"
+        views_rel, weights_rel = f"figures/ablation_views_{stem}.png", f"figures/ablation_weights_{stem}.png"
+        views = {
+            v: repro.read_view(run_dirs(results_dir, scene, v, seed)["eval"] / "renders", STRIP_VIEW)
+            for v in (base, ablation)
+        }
+        _save_figure(
+            repro.figure_ablation_views(views, f"{scene}, test view {STRIP_VIEW} (seed {seed})"),
+            out_dir / views_rel,
+        )
+        _save_figure(
+            repro.figure_ablation_weights(
+                load(scene, base, seed),
+                load(scene, ablation, seed),
+                base,
+                ablation,
+                f"{scene}: NeRF-level weights along rays of test view {STRIP_VIEW}, {ablation} vs {base} "
+                f"(seed {seed})",
+            ),
+            out_dir / weights_rel,
+        )
+        spread = conc[conc["scene"] == scene].groupby("variant")["spread"].mean()
+        rows.append(
+            {
+                **d.to_dict(),
+                "changes": _fmt_changes(repro.settings_diff(configs[base], configs[ablation])),
+                "spread_base": float(spread[base]),
+                "spread_ablation": float(spread[ablation]),
+                "views": views_rel,
+                "weights": weights_rel,
+            }
+        )
+    table = pd.DataFrame(
+        rows, columns=[*diffs.columns, "changes", "spread_base", "spread_ablation", "views", "weights"]
+    )
+
+    methods = df.drop_duplicates("variant").set_index("variant")["method"]
+    distillation = []
+    for scene in scenes:
+        for variant in variants:
+            if methods[variant] not in repro.PROPOSAL_METHODS:
+                continue
+            prof = load(scene, variant, seed)
+            if prof["method"] != methods[variant]:
+                path = run_dirs(results_dir, scene, variant, seed)["eval"] / "weights.json"
+                raise NerfpipeError(
+                    f"{path}: method is {prof['method']!r}, summary.json says {methods[variant]!r}"
+                )
+            rel = f"figures/distillation_{scene}_{variant}_seed{seed}.png"
+            title = (
+                f"{scene}, {variant} (seed {seed}): proposal vs NeRF weight densities, test view {STRIP_VIEW}"
+            )
+            _save_figure(repro.figure_distillation(prof, title), out_dir / rel)
+            distillation.append((scene, variant, seed, rel))
+    return {"pairs": pairs, "table": table, "concentration": conc, "distillation": distillation}
+
+
+def _ablation_intro(r: dict[str, Any]) -> str:
+    if not r["pairs"]:
+        return "No ablation variants (variants with `base:`) are configured."
+    names = ", ".join(f"{a} (base {b})" for a, b in r["pairs"])
+    return (
+        f"Ablations: {names}. Each ablation variant changes only the listed settings of its base "
+        "(read from the runs' config.json). Without the distortion regulariser (distortion_weight 0), "
+        "mip-NeRF 360 (Figure 5) shows floaters and background collapse in the depth maps, and the weights "
+        "along a ray spread out instead of concentrating at the surface. ΔPSNR and ΔSSIM are ablation − "
+        "base, mean over matched seeds; the renders and weights are of the first seed."
+    )
+
+
+def _repro_markdown(r: dict[str, Any]) -> list[str]:
+    lines = [f"## {REPRO_TITLE}", "", "### Distortion-regulariser ablation", "", _ablation_intro(r), ""]
+    if r["pairs"]:
+        lines += [
+            SPREAD_SENTENCE,
+            "",
+            "| Scene | Ablation | Base | Changed settings | ΔPSNR | ΔSSIM | Spread, base "
+            "| Spread, ablation |",
+            "|---|---|---|---|---:|---:|---:|---:|",
+        ]
+        for _, row in r["table"].iterrows():
+            lines.append(
+                f"| {_md_escape(row['scene'])} | {_md_escape(row['ablation'])} | {_md_escape(row['base'])} | "
+                f"{_md_escape(row['changes'])} | {_fmt_num(row['d_psnr'], 2, True)} | "
+                f"{_fmt_num(row['d_ssim'], 4, True)} | {_fmt_num(row['spread_base'], 4)} | "
+                f"{_fmt_num(row['spread_ablation'], 4)} |"
+            )
+        lines.append("")
+        for _, row in r["table"].iterrows():
+            pair = f"{row['base']} and {row['ablation']}"
+            lines += [
+                f"#### {row['scene']}: {row['ablation']} vs {row['base']}",
+                "",
+                f"![{row['scene']} renders and depth maps, {pair}]({row['views']})",
+                "",
+                f"![{row['scene']} NeRF weights along rays, {pair}]({row['weights']})",
+                "",
+            ]
+        lines += ["Spread per run:", "", "| Scene | Variant | Seed | Spread |", "|---|---|---:|---:|"]
+        for _, row in r["concentration"].iterrows():
+            lines.append(
+                f"| {_md_escape(row['scene'])} | {_md_escape(row['variant'])} | {row['seed']} | "
+                f"{_fmt_num(row['spread'], 4)} |"
+            )
+        lines.append("")
+    lines += ["### Proposal-network distillation", ""]
+    if not r["distillation"]:
+        lines += ["No proposal-based variant (mipnerf360, refnerf) is configured.", ""]
+    else:
+        lines += [DISTILLATION_SENTENCE, ""]
+        for scene, variant, seed, rel in r["distillation"]:
+            lines += [
+                f"#### {scene}: {variant}",
+                "",
+                f"![{scene} {variant} seed {seed} distillation]({rel})",
+                "",
+            ]
+    lines += ["Orbit videos of every scene and variant are in the Renders section above.", ""]
+    return lines
+
+
+def _html_figure(path: Path, title: str) -> str:
+    return (
+        f'<figure><img src="{_data_uri(path)}" alt="{html.escape(title)}" style="max-width:100%">'
+        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+    )
+
+
+def _repro_html(r: dict[str, Any], out_dir: Path) -> list[str]:
+    esc = html.escape
+    parts = [
+        f'<h2 id="reproduction">{esc(REPRO_TITLE)}</h2>',
+        "<h3>Distortion-regulariser ablation</h3>",
+        f"<p>{esc(_ablation_intro(r)).replace('`', '')}</p>",
+    ]
+    if r["pairs"]:
+        heads = [
+            "Scene",
+            "Ablation",
+            "Base",
+            "Changed settings",
+            "ΔPSNR",
+            "ΔSSIM",
+            "Spread, base",
+            "Spread, ablation",
+        ]
+        parts += [
+            f"<p>{esc(SPREAD_SENTENCE)}</p>",
+            '<table id="ablations"><thead><tr>'
+            + "".join(f"<th>{esc(h)}</th>" for h in heads)
+            + "</tr></thead><tbody>",
+        ]
+        for _, row in r["table"].iterrows():
+            left = [row["scene"], row["ablation"], row["base"], row["changes"]]
+            right = [
+                _fmt_num(row["d_psnr"], 2, True),
+                _fmt_num(row["d_ssim"], 4, True),
+                _fmt_num(row["spread_base"], 4),
+                _fmt_num(row["spread_ablation"], 4),
+            ]
+            parts.append(
+                "<tr>"
+                + "".join(f"<td>{esc(str(x))}</td>" for x in left)
+                + "".join(f"<td class=num>{esc(x)}</td>" for x in right)
+                + "</tr>"
+            )
+        parts.append("</tbody></table>")
+        for _, row in r["table"].iterrows():
+            parts.append(f"<h4>{esc(row['scene'])}: {esc(row['ablation'])} vs {esc(row['base'])}</h4>")
+            parts.append(
+                _html_figure(out_dir / row["views"], f"renders and depth maps, test view {STRIP_VIEW}")
+            )
+            parts.append(_html_figure(out_dir / row["weights"], "NeRF-level weights along rays"))
+        parts.append(
+            '<p>Spread per run:</p><table id="concentration"><thead><tr><th>Scene</th><th>Variant</th>'
+            "<th>Seed</th><th>Spread</th></tr></thead><tbody>"
+        )
+        for _, row in r["concentration"].iterrows():
+            parts.append(
+                f"<tr><td>{esc(row['scene'])}</td><td>{esc(row['variant'])}</td>"
+                f"<td class=num>{row['seed']}</td><td class=num>{_fmt_num(row['spread'], 4)}</td></tr>"
+            )
+        parts.append("</tbody></table>")
+    parts.append("<h3>Proposal-network distillation</h3>")
+    if not r["distillation"]:
+        parts.append("<p>No proposal-based variant (mipnerf360, refnerf) is configured.</p>")
+    else:
+        parts.append(f"<p>{esc(DISTILLATION_SENTENCE)}</p>")
+        for scene, variant, seed, rel in r["distillation"]:
+            parts.append(f"<h4>{esc(scene)}: {esc(variant)}</h4>")
+            parts.append(
+                _html_figure(out_dir / rel, f"{scene} {variant} seed {seed}: proposal vs NeRF densities")
+            )
+    parts.append("<p>Orbit videos of every scene and variant are in the Renders section above.</p>")
+    return parts
 
 
 # ---------------------------------------------------------------------------- stage
@@ -711,11 +985,26 @@ def report(
     variants: list[str],
     seeds: list[int],
     baseline: str,
+    ablations: dict[str, str] | None = None,
 ) -> None:
-    """Build report.md, report.csv, runs.csv, paired.csv, report.html, figures/ and videos/."""
+    """Build report.md, report.csv, runs.csv, paired.csv, ablations.csv, concentration.csv,
+    report.html, figures/ and videos/.
+
+    ablations: ablation variant -> the variant it is derived from (its `base:` in the config);
+    both must be among `variants`. Each pair gets the distortion-ablation figures.
+    """
     results_dir, out_dir = Path(results_dir), Path(out_dir)
+    ablations = dict(ablations or {})
     if baseline not in variants:
         raise NerfpipeError(f"report: baseline {baseline!r} is not one of the variants {variants}")
+    for ablation, base in ablations.items():
+        for role, name in (("ablation", ablation), ("base", base)):
+            if name not in variants:
+                raise NerfpipeError(
+                    f"report: ablations: {role} {name!r} is not one of the variants {variants}"
+                )
+        if ablation == base:
+            raise NerfpipeError(f"report: ablations: {ablation!r} is its own base")
     if (
         len(set(scenes)) != len(scenes)
         or len(set(variants)) != len(variants)
@@ -776,10 +1065,13 @@ def report(
         "n_seeds": len(seeds),
         "plots": plots,
         "media": media,
+        "repro": _reproduction(results_dir, out_dir, df, scenes, variants, seeds, ablations),
     }
     figures.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "runs.csv", df.to_csv(index=False))
     write_text(out_dir / "report.csv", agg.to_csv(index=False))
     write_text(out_dir / "paired.csv", paired.to_csv(index=False))
+    write_text(out_dir / "ablations.csv", ctx["repro"]["table"].to_csv(index=False))
+    write_text(out_dir / "concentration.csv", ctx["repro"]["concentration"].to_csv(index=False))
     write_text(out_dir / "report.md", _markdown(ctx))
     write_text(out_dir / "report.html", _html(ctx, out_dir))

@@ -59,6 +59,34 @@ def fixture_values(scene: str, variant: str, seed: int) -> dict:
     }
 
 
+PROPOSAL_METHODS = ("mipnerf360", "refnerf")
+FIXTURE_ACC = 0.9  # rendered opacity of every fixture ray
+
+
+def weight_fixture(method: str, variant: str, width: float = 0.2, n_rays: int = 4) -> dict:
+    """A weights.json (nerfpipe.diagnostics layout): per ray a Gaussian bump of NeRF weights at
+    t = 3 + 0.5 * ray of standard deviation `width` on 16 even intervals over [2, 6], summing to
+    FIXTURE_ACC; the first level (proposal or coarse) has 8 intervals, each holding the two NeRF
+    intervals inside it, so it bounds the NeRF weights exactly."""
+    t = np.linspace(2.0, 6.0, 17)
+    mid = 0.5 * (t[1:] + t[:-1])
+    rays = []
+    for r in range(n_rays):
+        w = np.exp(-0.5 * ((mid - (3.0 + 0.5 * r)) / width) ** 2)
+        w = FIXTURE_ACC * w / w.sum()
+        first = "proposal 0" if method in PROPOSAL_METHODS else "coarse"
+        last = "nerf" if method in PROPOSAL_METHODS else "fine"
+        rays.append({
+            "pixel": [r, 2 * r],
+            "acc": float(w.sum()),
+            "levels": [
+                {"name": first, "t": t[::2].tolist(), "w": w.reshape(8, 2).sum(1).tolist()},
+                {"name": last, "t": t.tolist(), "w": w.tolist()},
+            ],
+        })
+    return {"method": method, "variant": variant, "rays": rays}
+
+
 def _fake_render(c2w):
     t = float(c2w[0, 3])
     rgb = np.zeros((H, W, 3), np.float32)
@@ -115,6 +143,9 @@ def build_tree(root: Path, scenes=SCENES, variants=VARIANTS, seeds=SEEDS) -> Pat
                     }
                 )
                 write_text(train / "train_log.csv", log.to_csv(index=False))
+                write_json(train / "config.json", {"variant": variant, "method": variant, "seed": seed,
+                                                   "iterations": 50, "distortion_weight": 0.01})
+                write_json(ev / "weights.json", weight_fixture(variant, variant))
                 write_json(
                     ev / "metrics.json",
                     {
@@ -140,6 +171,8 @@ def build_tree(root: Path, scenes=SCENES, variants=VARIANTS, seeds=SEEDS) -> Pat
                     strip = np.zeros((H, 3 * W + 8, 3), np.float32)
                     strip[:, :W, 1] = 0.5 + 0.1 * i
                     save_png(ev / "renders" / f"{i:03d}_strip.png", strip)
+                    save_png(ev / "renders" / f"{i:03d}_rgb.png", strip[:, W : 2 * W])
+                    save_png(ev / "renders" / f"{i:03d}_depth.png", strip[:, :W, ::-1])
                 ren.mkdir(parents=True, exist_ok=True)
                 for name in ("orbit_rgb.mp4", "orbit_rgb.gif", "orbit_depth.gif"):
                     shutil.copy(media / name, ren / name)
@@ -338,8 +371,9 @@ def test_html_opens_in_headless_chromium(built, tmp_path):
     _, out = built
     page = (out / "report.html").read_text()
     n_img = page.count("<img ")
-    # plots (one per scene + 2), and per scene x variant a strip, rgb + depth GIFs (+ normal GIF)
-    expected = (len(SCENES) + 2) + len(SCENES) * (len(VARIANTS) * 3 + 1)
+    # plots (one per scene + 2), and per scene x variant a strip, rgb + depth GIFs (+ normal GIF),
+    # and per scene a distillation figure of the one proposal-based variant (refnerf)
+    expected = (len(SCENES) + 2) + len(SCENES) * (len(VARIANTS) * 3 + 1) + len(SCENES)
     assert n_img == expected
     assert 'src="figures/' not in page and 'src="/' not in page  # everything embedded
     probe = out / "probe.html"  # beside the report so relative links would resolve the same way

@@ -68,6 +68,7 @@ STUB_CLI = textwrap.dedent(
     elif args.stage == "evaluate":
         write("metrics.json", json.dumps({{"psnr": 20.0}}))
         write("per_image.csv", "image,psnr\\n0,20.0\\n")
+        write("weights.json", "{{}}")
         write("renders/000_rgb.png")
     elif args.stage == "render":
         write("settings.json", json.dumps(settings))
@@ -247,6 +248,7 @@ def test_settings_reach_the_cli_resolved_and_intact(stub_results, smoke_cfg):
     assert report == {
         "scenes": list(smoke_cfg["scenes"]), "variants": list(smoke_cfg["variants"]), "seeds": [0],
         "baseline": "nerf",
+        "ablations": {n: v["base"] for n, v in smoke_cfg["variants"].items() if "base" in v},
     }
 
 

@@ -36,6 +36,10 @@ class RayBundle:
     def slice(self, start: int, stop: int) -> RayBundle:
         return RayBundle(*(getattr(self, f.name)[start:stop] for f in fields(self)))
 
+    def index(self, index: torch.Tensor) -> RayBundle:
+        """The rays at `index` [K] (a LongTensor) -> a bundle of K rays."""
+        return RayBundle(*(getattr(self, f.name)[index] for f in fields(self)))
+
     def to(self, device: torch.device | str) -> RayBundle:
         return RayBundle(*(getattr(self, f.name).to(device) for f in fields(self)))
 

@@ -70,6 +70,13 @@ def parent_dir(path):
 
 RENDER_SETTINGS = json.dumps(CFG["render"], sort_keys=True)
 REPORT_SETTINGS = json.dumps(
-    {"scenes": SCENES, "variants": VARIANTS, "seeds": SEEDS, "baseline": CFG["report"]["baseline"]},
+    {
+        "scenes": SCENES,
+        "variants": VARIANTS,
+        "seeds": SEEDS,
+        "baseline": CFG["report"]["baseline"],
+        # ablation variant -> its base: the report's distortion-ablation figures
+        "ablations": {name: v["base"] for name, v in CFG["variants"].items() if "base" in v},
+    },
     sort_keys=True,
 )

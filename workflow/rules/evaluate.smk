@@ -7,6 +7,7 @@ rule evaluate:
     output:
         metrics=out(f"eval/{RUN}/metrics.json"),
         per_image=out(f"eval/{RUN}/per_image.csv"),
+        weights=out(f"eval/{RUN}/weights.json"),
         renders=directory(out(f"eval/{RUN}/renders")),
     params:
         train=lambda wildcards, input: parent_dir(input.model),

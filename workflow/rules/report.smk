@@ -3,6 +3,8 @@ rule report:
     input:
         metrics=all_runs(rules.evaluate.output.metrics),
         per_image=all_runs(rules.evaluate.output.per_image),
+        weights=all_runs(rules.evaluate.output.weights),
+        renders=all_runs(rules.evaluate.output.renders),
         summaries=all_runs(rules.train.output.summary),
         train_logs=all_runs(rules.train.output.train_log),
         configs=all_runs(rules.train.output.config),

@@ -1,0 +1,41 @@
+"""Copy the demo's results table from the report into README.md (between two markers), so
+the README shows the last demo run's numbers rather than numbers typed by hand."""
+
+from __future__ import annotations
+
+import platform
+import re
+from datetime import date
+from pathlib import Path
+
+from nerfpipe import io as nio
+from nerfpipe.errors import NerfpipeError
+
+START, END = "<!-- demo-table:start -->", "<!-- demo-table:end -->"
+
+
+def first_table(markdown: str) -> str:
+    """The first markdown table (consecutive lines starting with '|') of a document."""
+    lines, table = markdown.splitlines(), []
+    for line in lines:
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    if not table:
+        raise NerfpipeError("report has no markdown table")
+    return "\n".join(table)
+
+
+def update_readme(report_md: Path, readme: Path, cores: int | None = None) -> None:
+    report_text = Path(report_md).read_text() if Path(report_md).is_file() else None
+    if report_text is None:
+        raise NerfpipeError(f"{report_md}: report not found (run the workflow first)")
+    text = Path(readme).read_text()
+    if START not in text or END not in text:
+        raise NerfpipeError(f"{readme}: markers {START} / {END} not found")
+    machine = f"{cores or '?'} CPU cores, {platform.machine()}"
+    block = (f"{START}\nResults of the last `make demo` ({date.today().isoformat()}, {machine}; "
+             f"full report: `results/report/report.md`):\n\n{first_table(report_text)}\n{END}")
+    text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    nio.write_text(readme, text)
