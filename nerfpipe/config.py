@@ -277,6 +277,10 @@ def _message(error: Any, root: dict[str, Any]) -> str:
             return message
     if "propertyNames" in error.relative_schema_path:
         return f"name {error.instance!r} must match {_NAME_RE.pattern} (letters, digits, underscore)"
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if error.validator == "pattern" and description:
+        # A bare regular expression does not say what the value is for; the key's description does.
+        return f"{error.message} (expected: {' '.join(description.split())})"
     return error.message
 
 

@@ -53,7 +53,8 @@ def weight_profiles(model: RadianceModel, settings: dict, meta: dict, c2w: torch
             "pixel": [y, x],
             "acc": float(out["acc"][i]),
             "levels": [{"name": name, "t": lv["t"][i].float().cpu().tolist(),
-                        "w": lv["weights"][i].float().cpu().tolist()} for name, lv in zip(names, levels)],
+                        "w": lv["weights"][i].float().cpu().tolist()}
+                       for name, lv in zip(names, levels, strict=True)],
         })
     return result
 

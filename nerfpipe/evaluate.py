@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +21,42 @@ from nerfpipe import io as nio
 from nerfpipe import metrics, sampling, visualize
 from nerfpipe.data.prepare import load_split
 from nerfpipe.diagnostics import write_weight_profiles
+from nerfpipe.errors import NerfpipeError
 from nerfpipe.inference import load_trained, render_view
 from nerfpipe.train import background_color, composite_background
 
 
 def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None = None,
              threads: int | None = None, split: str = "test", save_renders: bool = True) -> dict:
-    """Render the full `split` at the evaluation resolution; write metrics.json, per_image.csv and
-    renders/ (rgb, depth, normal, strip PNGs) into out_dir. Returns the metrics."""
-    data_dir, train_dir, out_dir = Path(data_dir), Path(train_dir), Path(out_dir)
+    """Render the full `split` at the evaluation resolution; write metrics.json, per_image.csv,
+    weights.json and renders/ (rgb, depth, normal, strip PNGs) into out_dir. Returns the metrics.
+
+    Renders go to a temporary folder that replaces renders/ only when everything succeeded, so
+    a failure leaves no partial renders beside older good ones.
+    """
+    out_dir = Path(out_dir)
+    renders = nio.make_temp_dir(out_dir / "renders")
+    try:
+        result = _evaluate(Path(data_dir), Path(train_dir), out_dir, renders, chunk, threads, split,
+                           save_renders)
+        nio.replace_dir(renders, out_dir / "renders")
+    except BaseException:
+        shutil.rmtree(renders, ignore_errors=True)
+        raise
+    return result
+
+
+def _evaluate(data_dir: Path, train_dir: Path, out_dir: Path, renders: Path, chunk: int | None,
+              threads: int | None, split: str, save_renders: bool) -> dict:
     if threads:
         torch.set_num_threads(threads)
     model, settings = load_trained(train_dir)
     data = load_split(data_dir, split)
     meta = data["meta"]
+    window = 2 * metrics.SSIM_RADIUS + 1
+    if min(int(meta["height"]), int(meta["width"])) < window:
+        raise NerfpipeError(f"{data_dir / 'meta.json'}: {split} images are {meta['height']}x{meta['width']}; "
+                            f"evaluation needs at least {window}x{window} (the SSIM window)")
     chunk = chunk or settings["eval_chunk"]
     bg = background_color(settings)
     gt_all = composite_background(torch.from_numpy(np.asarray(data["rgba"])), bg).numpy()
@@ -42,19 +65,21 @@ def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None =
 
     lpips_ok, lpips_note = metrics.lpips_status()
     rows = []
-    renders = out_dir / "renders"
     for i, pose in enumerate(np.asarray(data["poses"])):
         view = render_view(model, settings, meta, torch.from_numpy(pose), chunk)
         pred, gt = np.clip(view["rgb"], 0.0, 1.0), gt_all[i]
         row = {"image": i, "psnr": metrics.psnr(pred, gt), "psnr_softl1": metrics.psnr_softl1(pred, gt, eps),
                "ssim": metrics.ssim(pred, gt), "lpips": metrics.lpips(pred, gt) if lpips_ok else None,
-               "normal_mae_deg": None}
-        normals = view.get("normals_pred", view.get("normals"))
-        if normals is not None and data.get("normals") is not None:
+               "normal_mae_deg": None, "normal_mae_pred_deg": None}
+        # Density normals for every method, so the column compares like with like; Ref-NeRF's
+        # predicted normals are measured too, in their own column.
+        normals = view.get("normals")
+        if data.get("normals") is not None:
             gt_normals = np.asarray(data["normals"][i])
             mask = np.linalg.norm(gt_normals, axis=-1) > 0.5
-            if mask.any():
-                row["normal_mae_deg"] = metrics.normal_mae_deg(normals, gt_normals, mask)
+            for key, source in (("normal_mae_deg", "normals"), ("normal_mae_pred_deg", "normals_pred")):
+                if source in view and mask.any():
+                    row[key] = metrics.normal_mae_deg(view[source], gt_normals, mask)
         rows.append(row)
         if save_renders:
             nio.save_png(renders / f"{i:03d}_rgb.png", pred)
@@ -74,16 +99,17 @@ def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None =
         "method": settings["method"], "seed": settings["seed"], "split": split,
         "psnr": mean("psnr"), "psnr_softl1": mean("psnr_softl1"), "ssim": mean("ssim"),
         "lpips": mean("lpips"), "lpips_note": "" if lpips_ok else lpips_note,
-        "normal_mae_deg": mean("normal_mae_deg"),
-        "normals_source": "predicted" if settings["method"] == "refnerf" else "density gradient",
+        "normal_mae_deg": mean("normal_mae_deg"), "normal_mae_pred_deg": mean("normal_mae_pred_deg"),
+        "normals_source": "density gradient",
         "n_images": len(rows), "height": int(meta["height"]), "width": int(meta["width"]),
         "softl1_eps": eps, "backend": sampling.get_backend(),
     }
     result["psnr_gap"] = result["psnr"] - result["psnr_softl1"]
     if not all(math.isfinite(v) for v in (result["psnr"], result["psnr_softl1"], result["ssim"])):
-        raise ValueError(f"non-finite metrics for {train_dir}: {result}")
-    write_weight_profiles(model, settings, meta, np.asarray(data["poses"][0]), np.asarray(data["rgba"][0, ..., 3]),
-                          out_dir / "weights.json")
+        raise NerfpipeError(f"{train_dir / 'model.pt'}: evaluation gave non-finite metrics (psnr "
+                            f"{result['psnr']}, ssim {result['ssim']}): the model renders NaN or inf")
+    first_pose, first_alpha = np.asarray(data["poses"][0]), np.asarray(data["rgba"][0, ..., 3])
+    write_weight_profiles(model, settings, meta, first_pose, first_alpha, out_dir / "weights.json")
     nio.write_text(out_dir / "per_image.csv", rows_csv(rows))
     nio.write_json(out_dir / "metrics.json", result)
     return result

@@ -33,6 +33,10 @@ def load_trained(train_dir: Path, device: str | torch.device = "cpu") -> tuple[R
         arch = {k: settings.get(k) for k in ARCHITECTURE_KEYS}
         raise NerfpipeError(
             f"{path}: weights do not fit the model its settings describe ({arch}): {exc}") from exc
+    for name, param in model.named_parameters():
+        # Checked before any render is written: NaN weights would only surface as NaN metrics.
+        if not bool(torch.isfinite(param).all()):
+            raise NerfpipeError(f"{path}: parameter {name} has non-finite values (a diverged model)")
     model.to(device).eval()
     sampling.set_backend(settings.get("sampling_backend") or "auto")
     return model, settings

@@ -132,50 +132,6 @@ def orbit_poses(n_frames: int, elevation_deg: float, radius: float) -> torch.Ten
     return torch.from_numpy(np.stack(poses).reshape(n_frames, 4, 4)).to(torch.float32)
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def make_temp_dir(out_dir: Path) -> Path:
-    """A fresh temporary sibling of `out_dir` (same file system, so it can be renamed onto it).
-
-    mkdtemp creates it private (0700); it gets the usual umask-derived mode since it becomes
-    the artifact folder itself.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    return tmp
-
-
-def replace_dir(tmp_dir: Path, out_dir: Path) -> None:
-    """Move a finished temporary directory onto `out_dir`, replacing an older one.
-
-    The old directory is first renamed aside and removed only after the new one is in place.
-    """
-    out_dir = Path(out_dir)
-    old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-    os.replace(tmp_dir, out_dir)
-    _fsync_dir(out_dir.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def build_ray_cache(data_dir: Path, out_dir: Path) -> None:
     """Rays stage: one ray per training pixel, written as memory-mappable float32 .npy files.
 
@@ -196,7 +152,7 @@ def build_ray_cache(data_dir: Path, out_dir: Path) -> None:
     total = n * n_pix
     radius = pixel_radii(height, width, focal)
 
-    tmp_dir = make_temp_dir(out_dir)
+    tmp_dir = nio.make_temp_dir(out_dir)
     try:
         shapes = {"origins": 3, "directions": 3, "viewdirs": 3, "radii": 1, "rgba": 4}
         arrays = {k: np.lib.format.open_memmap(tmp_dir / f"{k}.npy", mode="w+", dtype=np.float32,
@@ -219,7 +175,7 @@ def build_ray_cache(data_dir: Path, out_dir: Path) -> None:
         nio.write_json(tmp_dir / "meta.json", {
             "height": int(height), "width": int(width), "n_images": int(n), "focal": focal,
             "near": float(meta["near"]), "far": float(meta["far"])})
-        replace_dir(tmp_dir, out_dir)
+        nio.replace_dir(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise

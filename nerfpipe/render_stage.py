@@ -29,9 +29,9 @@ def render_orbit_video(data_dir: Path, train_dir: Path, out_dir: Path, options: 
     chunk = chunk or settings["eval_chunk"]
 
     def render_fn(c2w: torch.Tensor) -> dict:
+        # Density normals for every method (what the evaluation measures).
         view = render_view(model, settings, meta, c2w, chunk, height, width)
-        if "normals_pred" in view:
-            view["normals"] = view.pop("normals_pred")
+        view.pop("normals_pred", None)
         return view
 
     return render_orbit(render_fn, poses, Path(out_dir), float(meta["near"]), float(meta["far"]),

@@ -90,6 +90,7 @@ def assert_one_clear_line(code: int, err: str, expected: list[str]) -> str:
     # One message: a config's schema errors continue it as indented lines, one per key.
     assert all(line.startswith("  ") for line in lines[1:]), f"more than one message on stderr:\n{err}"
     message = " ".join(line.strip() for line in lines)
+    print(f"\nMESSAGE {message}")
     for needle in expected:
         assert needle in message, f"{needle!r} not in {message!r}"
     return message
@@ -269,7 +270,8 @@ CONFIG_CASES = [
                ["--settings", "iterations: 0", "minimum of 1"], subprocess=True),
     ConfigCase("settings-negative-batch_size", _train_settings(batch_size=-4),
                ["--settings", "batch_size", "-4", "minimum of 1"]),
-    ConfigCase("settings-lr-0", _train_settings(lr=0), ["--settings", "lr: 0", "less than or equal to the minimum of 0"]),
+    ConfigCase("settings-lr-0", _train_settings(lr=0),
+               ["--settings", "lr: 0", "less than or equal to the minimum of 0"]),
     ConfigCase("config-iterations-0", _train_config(_set("train_defaults", "iterations", 0)),
                ["bad.yaml", "train_defaults.iterations: 0", "minimum of 1"]),
     ConfigCase("config-negative-batch_size", _train_config(_set("train_defaults", "batch_size", -4)),
@@ -278,7 +280,9 @@ CONFIG_CASES = [
                ["bad.yaml", "train_defaults.lr: 0", "less than or equal to the minimum of 0"]),
     ConfigCase("config-unsafe-results-path",
                lambda t: ["data", "--config", str(_config_with(t, lambda cfg: cfg.update(results="../x"))),
-                          "--scene", "diffuse"], ["bad.yaml", "results: '../x'", "does not match"], subprocess=True),
+                          "--scene", "diffuse"],
+               ["bad.yaml", "results: '../x'", "relative to the working directory", "without '..'"],
+               subprocess=True),
 ]
 
 
@@ -328,7 +332,36 @@ def test_resume_from_checkpoint_of_other_model_size_is_refused(trained, tiny_sce
     before = snapshot(out)
     settings = json.dumps({**TINY_TRAIN, "iterations": 3, "net_width": 24})
     code, err = run_cli(["train", "--settings", settings, "--data", str(tiny_scene["data"]), "--rays",
-                         str(tiny_scene["rays"]), "--out", str(out), "--threads", "1"], tmp_path, False, capsys)
+                         str(tiny_scene["rays"]), "--out", str(out), "--threads", "1"], tmp_path, False,
+                        capsys)
     assert_one_clear_line(code, err, ["ckpt_00000001.pt", "different variant or model size", "Delete"])
     assert snapshot(out) == before  # the checkpoint is kept; no model.pt or log was written
     assert siblings(out) == {"tiny"}
+
+
+def test_model_with_nonfinite_weights_is_rejected_before_rendering(trained, tiny_scene, tmp_path,
+                                                                    capsys) -> None:
+    import torch
+
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    ckpt = torch.load(trained / "model.pt", weights_only=True)
+    name = next(iter(ckpt["model"]))
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("nan"))
+    torch.save(ckpt, train_dir / "model.pt")
+    out = tmp_path / "eval" / "tiny"
+    code, err = run_cli(["evaluate", "--data", str(tiny_scene["data"]), "--train", str(train_dir),
+                         "--out", str(out)], tmp_path, False, capsys)
+    assert_one_clear_line(code, err, [str(train_dir / "model.pt"), f"parameter {name}", "non-finite"])
+    assert not out.exists() and not out.parent.exists()  # no renders of a diverged model
+
+
+def test_images_smaller_than_the_ssim_window_are_rejected_by_evaluate(trained, tmp_path, capsys) -> None:
+    data = tmp_path / "data" / "small"
+    prepare_scene("small", {"synthetic": "diffuse", "resolution": 8, "n_train": 1, "n_val": 1, "n_test": 1},
+                  data)
+    out = tmp_path / "eval" / "small"
+    argv = ["evaluate", "--data", str(data), "--train", str(trained), "--out", str(out)]
+    code, err = run_cli(argv, tmp_path, False, capsys)
+    assert_one_clear_line(code, err, [str(data / "meta.json"), "8x8", "at least 11x11", "SSIM"])
+    assert not out.exists()

@@ -39,7 +39,8 @@ def settings(seed: int) -> dict:
 def run_in_process(root: Path, seed: int) -> Path:
     prepare_scene("tiny", SCENE, root / "data")
     build_ray_cache(root / "data", root / "rays")
-    train(root / "data", root / "rays", root / "train", settings(seed), threads=1, device="cpu", progress=False)
+    train(root / "data", root / "rays", root / "train", settings(seed), threads=1, device="cpu",
+          progress=False)
     evaluate(root / "data", root / "train", root / "eval", threads=1)
     return root
 
@@ -50,8 +51,8 @@ def run_cli(root: Path, seed: int) -> Path:
     steps = [
         ["data", "--settings", json.dumps(SCENE), "--scene", "tiny", "--out", "data"],
         ["rays", "--data", "data", "--out", "rays"],
-        ["train", "--settings", json.dumps(settings(seed)), "--data", "data", "--rays", "rays", "--out", "train",
-         "--threads", "1", "--device", "cpu"],
+        ["train", "--settings", json.dumps(settings(seed)), "--data", "data", "--rays", "rays",
+         "--out", "train", "--threads", "1", "--device", "cpu"],
         ["evaluate", "--data", "data", "--train", "train", "--out", "eval", "--threads", "1"],
     ]
     for argv in steps:
@@ -64,7 +65,8 @@ def run_cli(root: Path, seed: int) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("determinism")
-    return {"a": run_in_process(base / "a", 0), "b": run_cli(base / "b", 0), "c": run_in_process(base / "c", 1)}
+    return {"a": run_in_process(base / "a", 0), "b": run_cli(base / "b", 0),
+            "c": run_in_process(base / "c", 1)}
 
 
 @pytest.mark.parametrize("name", COMPARED)

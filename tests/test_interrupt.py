@@ -34,7 +34,8 @@ TIMING_COLUMNS = ("train_seconds", "train_seconds_std", "rays_per_second", "rays
 RUN = "results/train/diffuse/{variant}/seed0"
 VARIANTS = ("nerf", "mipnerf360")
 
-pytestmark = [pytest.mark.workflow, pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")]
+pytestmark = [pytest.mark.workflow,
+              pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")]
 
 
 def write_config(path: Path) -> Path:

@@ -29,7 +29,8 @@ from nerfpipe import io as nio
 from nerfpipe.data.blender import BlenderSplit, load_blender_split
 from nerfpipe.data.synthetic import SCENES, generate_scene
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.rays import focal_from_fov, make_temp_dir, replace_dir
+from nerfpipe.io import make_temp_dir, replace_dir
+from nerfpipe.rays import focal_from_fov
 
 SPLITS = ("train", "val", "test")
 DEFAULT_NEAR, DEFAULT_FAR = 2.0, 6.0  # Blender scenes (NeRF-synthetic) and our synthetic scenes

@@ -36,7 +36,8 @@ import numpy as np
 
 from nerfpipe import io as nio
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.rays import focal_from_fov, look_at, make_temp_dir, replace_dir
+from nerfpipe.io import make_temp_dir, replace_dir
+from nerfpipe.rays import focal_from_fov, look_at
 
 SCENES = ("diffuse", "glossy", "thin")
 
