@@ -23,6 +23,7 @@ from nerfpipe.data.prepare import load_split
 from nerfpipe.diagnostics import write_weight_profiles
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.inference import load_trained, render_view
+from nerfpipe.models import RadianceModel
 from nerfpipe.train import background_color, composite_background
 
 
@@ -34,10 +35,20 @@ def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None =
     Renders go to a temporary folder that replaces renders/ only when everything succeeded, so
     a failure leaves no partial renders beside older good ones.
     """
-    out_dir = Path(out_dir)
+    data_dir, train_dir, out_dir = Path(data_dir), Path(train_dir), Path(out_dir)
+    if threads:
+        torch.set_num_threads(threads)
+    # Check every input before anything is created under out_dir.
+    model, settings = load_trained(train_dir)
+    data = load_split(data_dir, split)
+    meta = data["meta"]
+    window = 2 * metrics.SSIM_RADIUS + 1
+    if min(int(meta["height"]), int(meta["width"])) < window:
+        raise NerfpipeError(f"{data_dir / 'meta.json'}: {split} images are {meta['height']}x{meta['width']}; "
+                            f"evaluation needs at least {window}x{window} (the SSIM window)")
     renders = nio.make_temp_dir(out_dir / "renders")
     try:
-        result = _evaluate(Path(data_dir), Path(train_dir), out_dir, renders, chunk, threads, split,
+        result = _evaluate(model, settings, data, data_dir, train_dir, out_dir, renders, chunk, split,
                            save_renders)
         nio.replace_dir(renders, out_dir / "renders")
     except BaseException:
@@ -46,17 +57,9 @@ def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None =
     return result
 
 
-def _evaluate(data_dir: Path, train_dir: Path, out_dir: Path, renders: Path, chunk: int | None,
-              threads: int | None, split: str, save_renders: bool) -> dict:
-    if threads:
-        torch.set_num_threads(threads)
-    model, settings = load_trained(train_dir)
-    data = load_split(data_dir, split)
+def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, train_dir: Path,
+              out_dir: Path, renders: Path, chunk: int | None, split: str, save_renders: bool) -> dict:
     meta = data["meta"]
-    window = 2 * metrics.SSIM_RADIUS + 1
-    if min(int(meta["height"]), int(meta["width"])) < window:
-        raise NerfpipeError(f"{data_dir / 'meta.json'}: {split} images are {meta['height']}x{meta['width']}; "
-                            f"evaluation needs at least {window}x{window} (the SSIM window)")
     chunk = chunk or settings["eval_chunk"]
     bg = background_color(settings)
     gt_all = composite_background(torch.from_numpy(np.asarray(data["rgba"])), bg).numpy()

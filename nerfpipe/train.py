@@ -150,6 +150,8 @@ def save_checkpoint(ckpt_dir: Path, model: RadianceModel, optimizer, scaler, sta
 def load_latest_checkpoint(ckpt_dir: Path, settings: dict) -> tuple[dict | None, Path | None]:
     """Newest readable checkpoint; a corrupt newest one falls back to the previous with a warning.
     A checkpoint of another variant or model size is an error (resuming it would be meaningless)."""
+    for leftover in ckpt_dir.glob(".ckpt_*.tmp"):  # a write cut short by a kill
+        leftover.unlink(missing_ok=True)
     for path in reversed(list_checkpoints(ckpt_dir)):
         try:
             ckpt = nio.load_torch(path)

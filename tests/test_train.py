@@ -73,34 +73,43 @@ def _train_cmd(tiny_scene, out: Path, settings: dict) -> list[str]:
             str(tiny_scene["rays"]), "--out", str(out), "--settings", json.dumps(settings), "--threads", "1"]
 
 
+def _newest_checkpoint(out: Path) -> str | None:
+    ckpts = sorted((out / "ckpt").glob("ckpt_*.pt")) if (out / "ckpt").is_dir() else []
+    return ckpts[-1].name if ckpts else None
+
+
 @pytest.mark.parametrize("method", ["nerf", "mipnerf360"])
 def test_sigkill_and_resume_is_bit_identical(tiny_scene, tmp_path, method) -> None:
-    """Kill training with SIGKILL at random moments several times, resume each time; the final
-    weights equal an uninterrupted run bit for bit."""
-    settings = tiny_settings(method, iterations=40, ckpt_every=3)
+    """Kill training with SIGKILL at random moments after fresh checkpoints, several times, and
+    resume each time; the final weights and the logged losses equal an uninterrupted run's bit
+    for bit."""
+    settings = tiny_settings(method, iterations=150, ckpt_every=7, log_every=5)
     ref = tmp_path / "ref"
     subprocess.run(_train_cmd(tiny_scene, ref, settings), check=True, capture_output=True)
     out = tmp_path / "killed"
     rng = random.Random(1234)
     kills = 0
-    for _ in range(8):
+    while kills < 3 and not (out / "model.pt").exists():
+        before = _newest_checkpoint(out)
         proc = subprocess.Popen(_train_cmd(tiny_scene, out, settings), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        deadline = time.time() + rng.uniform(1.5, 4.0)
-        while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.05)
+        deadline = time.time() + 120
+        while proc.poll() is None and _newest_checkpoint(out) == before and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.2))  # somewhere between two checkpoints, or mid-write
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
-        if (out / "model.pt").exists():
-            break
     subprocess.run(_train_cmd(tiny_scene, out, settings), check=True, capture_output=True)
-    assert kills >= 1, "training finished before any kill; raise iterations"
+    assert kills >= 2, "training finished before it could be killed twice; raise iterations"
     w_ref, w_out = final_weights(ref), final_weights(out)
     assert all(torch.equal(w_ref[k], w_out[k]) for k in w_ref)
-    log_ref, log_out = ((d / "train_log.csv").read_text().splitlines() for d in (ref, out))
-    assert [r.split(",")[0] for r in log_ref] == [r.split(",")[0] for r in log_out]
+    logs = [(d / "train_log.csv").read_text().splitlines() for d in (ref, out)]
+    header = logs[0][0].split(",")
+    timing = {header.index(c) for c in ("elapsed_s", "rays_per_s")}
+    rows = [[[v for i, v in enumerate(line.split(",")) if i not in timing] for line in log] for log in logs]
+    assert rows[0] == rows[1]
 
 
 def test_corrupt_newest_checkpoint_falls_back(tiny_scene, tmp_path) -> None:
