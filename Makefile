@@ -19,7 +19,7 @@ setup: $(STAMP)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=69" wheel
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
 
 # Re-run the install whenever the dependency pins or the extension sources change.
 $(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard ext/csrc/*)

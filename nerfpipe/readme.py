@@ -35,7 +35,13 @@ def update_readme(report_md: Path, readme: Path, cores: int | None = None) -> No
     if START not in text or END not in text:
         raise NerfpipeError(f"{readme}: markers {START} / {END} not found")
     machine = f"{cores or '?'} CPU cores, {platform.machine()}"
+    table = first_table(report_text)
+    # Footnotes the table refers to (e.g. why LPIPS is n/a) come along.
+    notes = [line for line in report_text.splitlines()
+             if line.startswith("[^") and line.split("]")[0] + "]" in table]
+    if notes:
+        table += "\n\n" + "\n".join(notes)
     block = (f"{START}\nResults of the last `make demo` ({date.today().isoformat()}, {machine}; "
-             f"full report: `results/report/report.md`):\n\n{first_table(report_text)}\n{END}")
+             f"full report: `results/report/report.md`):\n\n{table}\n{END}")
     text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     nio.write_text(readme, text)

@@ -13,13 +13,14 @@ def test_first_table_stops_at_the_first_non_table_line() -> None:
 
 def test_update_readme_replaces_only_the_marked_block(tmp_path) -> None:
     report = tmp_path / "report.md"
-    report.write_text("# r\n| psnr |\n|---|\n| 27.1 |\n")
+    report.write_text("# r\n| psnr | lpips |\n|---|---|\n| 27.1 | n/a[^l] |\n\n[^l]: why\n[^other]: unused\n")
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{START}\nold table\n{END}\nrest\n")
     update_readme(report, readme, cores=2)
     text = readme.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{END}\nrest\n")
     assert "| 27.1 |" in text and "old table" not in text and "2 CPU cores" in text
+    assert "[^l]: why" in text and "[^other]" not in text
     update_readme(report, readme, cores=2)  # idempotent: one block only
     assert readme.read_text().count(START) == 1
 
