@@ -66,6 +66,13 @@ class RadianceModel(nn.Module):
         self.render_normals = bool(settings.get("render_normal", False))
 
     @property
+    def normals_for_display(self) -> bool:
+        """Density normals of the last level when rendering images (render_normal). Not while
+        training: no loss of NeRF, mip-NeRF or mip-NeRF 360 uses them, and the extra gradient
+        pass would cost as much as the forward pass."""
+        return self.render_normals and not self.training
+
+    @property
     def samples_per_ray(self) -> int:
         """MLP evaluations per ray in one forward pass (all levels)."""
         raise NotImplementedError

@@ -31,7 +31,7 @@ class MipNeRF(RadianceModel):
         level0 = self.render_level(self.field, t0, rays, background)
         blurred = render.blur_weights_for_resampling(level0["weights"].detach(), s["resample_padding"])
         t1 = sampling.sample_pdf(t0, blurred, s["n_samples"] + 1, randomized, level_key(key, 1))
-        level1 = self.render_level(self.field, t1, rays, background, want_normals=self.render_normals)
+        level1 = self.render_level(self.field, t1, rays, background, want_normals=self.normals_for_display)
         return final_outputs([level0, level1])
 
     def loss_terms(self, out: dict, rays: RayBundle, target: torch.Tensor, loss_fn: LossFn) -> dict:

@@ -36,7 +36,7 @@ class NeRF(RadianceModel):
         t_new = sampling.sample_pdf(t_coarse, coarse["weights"].detach(), s["n_importance"], randomized,
                                     level_key(key, 1))
         t_fine, _ = torch.sort(torch.cat([t_coarse, t_new], dim=-1), dim=-1)
-        fine = self.render_level(self.fine, t_fine, rays, background, want_normals=self.render_normals)
+        fine = self.render_level(self.fine, t_fine, rays, background, want_normals=self.normals_for_display)
         return final_outputs([coarse, fine])
 
     def loss_terms(self, out: dict, rays: RayBundle, target: torch.Tensor, loss_fn: LossFn) -> dict:

@@ -47,7 +47,8 @@ class ProposalNeRF(RadianceModel):
             # Resampling is not differentiated: proposal weights are trained by the interlevel loss only.
             t = sampling.sample_pdf(t, level["weights"].detach(), n_next + 1, randomized,
                                     level_key(key, i + 1))
-        levels.append(self.render_level(self.nerf, t, rays, background, want_normals=self.render_normals))
+        levels.append(self.render_level(self.nerf, t, rays, background,
+                                        want_normals=self.normals_for_display))
         return final_outputs(levels)
 
     def loss_terms(self, out: dict, rays: RayBundle, target: torch.Tensor, loss_fn: LossFn) -> dict:
