@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "checks.h"
@@ -15,6 +16,8 @@ namespace {
 
 // One ray: cdf with a leading 0 and a last entry of exactly 1, then a merge walk over the sorted
 // u (searchsorted right=True), O(B + n) per ray. Operation order follows sample_pdf_torch.
+// cdf has room for B+2 entries: cdf[B+1] = +inf is a sentinel that stops the walk without a bounds
+// check (u can round up to exactly 1 = cdf[B]).
 template <typename scalar_t>
 void sample_pdf_row(const scalar_t* bins, const scalar_t* w, int64_t num_bins, int64_t n, bool randomized,
                     uint32_t s1, uint32_t s2, int64_t row_offset, scalar_t eps, scalar_t* cdf, scalar_t* out) {
@@ -28,19 +31,28 @@ void sample_pdf_row(const scalar_t* bins, const scalar_t* w, int64_t num_bins, i
     cdf[b + 1] = std::min(scalar_t(1), static_cast<scalar_t>(acc));
   }
   cdf[num_bins] = scalar_t(1);
+  cdf[num_bins + 1] = std::numeric_limits<scalar_t>::infinity();
 
+  // The stratified u are drawn first in a loop of their own (no loop-carried work, so it pipelines).
   const scalar_t nf = static_cast<scalar_t>(n);
-  int64_t idx = 0;  // number of cdf entries <= u; u is nondecreasing in i, so idx only grows
   for (int64_t i = 0; i < n; ++i) {
     const scalar_t jitter =
         randomized ? static_cast<scalar_t>(hash_uniform(s1, s2, row_offset + i)) : scalar_t(0.5);
-    const scalar_t u = (static_cast<scalar_t>(i) + jitter) / nf;
-    while (idx <= num_bins && cdf[idx] <= u) ++idx;
+    out[i] = (static_cast<scalar_t>(i) + jitter) / nf;
+  }
+  int64_t idx = 0;  // number of cdf entries <= u; u is nondecreasing in i, so idx only grows
+  for (int64_t i = 0; i < n; ++i) {
+    const scalar_t u = out[i];
+    // The usual advance of 0, 1 or 2 entries per sample is taken without branches (a data-dependent
+    // branch here mispredicts about every other sample); the loop handles the rare longer runs.
+    idx += cdf[idx] <= u;
+    idx += cdf[idx] <= u;
+    while (cdf[idx] <= u) ++idx;
     const int64_t below = std::min(std::max<int64_t>(idx - 1, 0), num_bins);
     const int64_t above = std::min(idx, num_bins);
     const scalar_t c0 = cdf[below];
     scalar_t denom = cdf[above] - c0;
-    if (denom < eps) denom = scalar_t(1);
+    denom = denom < eps ? scalar_t(1) : denom;
     const scalar_t b0 = bins[below];
     const scalar_t b1 = bins[above];
     const scalar_t t = b0 + (u - c0) / denom * (b1 - b0);
@@ -91,7 +103,7 @@ at::Tensor sample_pdf(const at::Tensor& bins, const at::Tensor& weights, int64_t
     const scalar_t eps_s = static_cast<scalar_t>(eps);
     const int64_t grain = std::max<int64_t>(1, 8192 / (num_bins + n_samples));
     at::parallel_for(0, rays, grain, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> cdf(num_bins + 1);
+      std::vector<scalar_t> cdf(num_bins + 2);
       for (int64_t r = begin; r < end; ++r) {
         sample_pdf_row<scalar_t>(pb + r * (num_bins + 1), pw + r * num_bins, num_bins, n_samples, randomized,
                                  k1, k2, r * n_samples, eps_s, cdf.data(), po + r * n_samples);
