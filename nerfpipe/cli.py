@@ -66,11 +66,17 @@ def _results_default(args: argparse.Namespace, stage: str) -> Path:
     return root / stage / args.scene / args.variant / f"seed{seed}"
 
 
+def _path(args: argparse.Namespace, attr: str, stage: str) -> Path:
+    """--attr when given, else the stage's folder under the config's results root."""
+    value = getattr(args, attr, None)
+    return Path(value) if value else _results_default(args, stage)
+
+
 def cmd_data(args: argparse.Namespace) -> None:
     from nerfpipe.data.prepare import prepare_scene
 
     scene = _settings(args, "scene")
-    out = Path(args.out) if args.out else _results_default(args, "data")
+    out = _path(args, "out", "data")
     prepare_scene(args.scene or out.name, scene, out)
     print(f"data: {out}")
 
@@ -78,8 +84,8 @@ def cmd_data(args: argparse.Namespace) -> None:
 def cmd_rays(args: argparse.Namespace) -> None:
     from nerfpipe.rays import build_ray_cache
 
-    data = Path(args.data) if args.data else _results_default(args, "data")
-    out = Path(args.out) if args.out else _results_default(args, "rays")
+    data = _path(args, "data", "data")
+    out = _path(args, "out", "rays")
     build_ray_cache(data, out)
     print(f"rays: {out}")
 
@@ -108,11 +114,11 @@ def cmd_train(args: argparse.Namespace) -> None:
     settings = _apply_legacy_flags(_settings(args, "variant"), args)
     if args.seed is not None:
         settings["seed"] = args.seed
-    out = Path(args.out) if args.out else _results_default(args, "train")
+    out = _path(args, "out", "train")
     settings.setdefault("scene", Path(args.data).name if args.data else args.scene)
     check_train_settings(settings)
-    data = Path(args.data) if args.data else _results_default(args, "data")
-    rays = Path(args.rays) if args.rays else _results_default(args, "rays")
+    data = _path(args, "data", "data")
+    rays = _path(args, "rays", "rays")
     summary = train(data, rays, out, settings, threads=args.threads, device=args.device)
     print(f"train: {out} ({summary['iterations']} iterations in {summary['train_seconds']:.1f} s, "
           f"{summary['rays_per_second']:.0f} rays/s, train PSNR {summary['final_train_psnr']:.2f} dB)")
@@ -121,9 +127,9 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from nerfpipe.evaluate import evaluate
 
-    data = Path(args.data) if args.data else _results_default(args, "data")
-    train_dir = Path(args.train) if args.train else _results_default(args, "train")
-    out = Path(args.out) if args.out else _results_default(args, "eval")
+    data = _path(args, "data", "data")
+    train_dir = _path(args, "train", "train")
+    out = _path(args, "out", "eval")
     m = evaluate(data, train_dir, out, chunk=args.chunk, threads=args.threads)
     print(f"evaluate: {out}: psnr {m['psnr']:.2f} dB (legacy softl1 figure {m['psnr_softl1']:.2f}), "
           f"ssim {m['ssim']:.4f}")
@@ -132,10 +138,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_render(args: argparse.Namespace) -> None:
     from nerfpipe.render_stage import render_orbit_video
 
-    data = Path(args.data) if args.data else _results_default(args, "data")
-    train_dir = Path(args.train) if args.train else _results_default(args, "train")
-    out = Path(args.out) if args.out else _results_default(args, "render")
-    options = json.loads(args.settings) if args.settings else {}
+    data = _path(args, "data", "data")
+    train_dir = _path(args, "train", "train")
+    out = _path(args, "out", "render")
+    if args.settings:
+        options = json.loads(args.settings)
+    elif args.config:
+        from nerfpipe import config as cfgmod
+
+        options = cfgmod.load_config(args.config)["render"]
+    else:
+        options = {}
     render_orbit_video(data, train_dir, out, options, threads=args.threads, chunk=args.chunk)
     print(f"render: {out}")
 
