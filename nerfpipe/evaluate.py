@@ -8,8 +8,6 @@ is an absolute error, and eps adds a floor), so it reads about 9 dB lower for th
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import shutil
 from pathlib import Path
@@ -113,15 +111,6 @@ def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, 
                             f"{result['psnr']}, ssim {result['ssim']}): the model renders NaN or inf")
     first_pose, first_alpha = np.asarray(data["poses"][0]), np.asarray(data["rgba"][0, ..., 3])
     write_weight_profiles(model, settings, meta, first_pose, first_alpha, out_dir / "weights.json")
-    nio.write_text(out_dir / "per_image.csv", rows_csv(rows))
+    nio.write_csv(out_dir / "per_image.csv", rows, empty_header=("image",))
     nio.write_json(out_dir / "metrics.json", result)
     return result
-
-
-def rows_csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["image"])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
-    return buf.getvalue()

@@ -103,6 +103,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
+def write_csv(path: str | os.PathLike, rows: list[dict], empty_header: tuple[str, ...] = ()) -> None:
+    """Rows of dicts as CSV; columns in order of first appearance, None as an empty cell."""
+    import csv
+
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns or list(empty_header))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)

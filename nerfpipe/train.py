@@ -10,8 +10,6 @@ resumed from its last checkpoint therefore ends with bit-identical weights on CP
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import sys
@@ -307,17 +305,6 @@ def finish(out_dir: Path, model: RadianceModel, settings: dict, state: TrainStat
     nio.save_torch(out_dir / "model.pt", {"model": model.state_dict(), "settings": json.dumps(settings),
                                           "iteration": state.iteration})
     nio.write_json(out_dir / "config.json", settings)
-    nio.write_text(out_dir / "train_log.csv", log_csv(state.log_rows))
+    nio.write_csv(out_dir / "train_log.csv", state.log_rows, empty_header=("iteration",))
     nio.write_json(out_dir / "summary.json", summary)
     return summary
-
-
-def log_csv(rows: list[dict]) -> str:
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns or ["iteration"])
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
