@@ -78,10 +78,11 @@ void pe_fill_tables(const scalar_t* x, int64_t n, int64_t num_freqs, double* sin
   }
 }
 
-template <typename scalar_t>
-void pe_forward_rows(const scalar_t* x, int64_t begin, int64_t end, int64_t channels, int64_t num_freqs,
-                     bool include_input, scalar_t* out) {
-  const int64_t width = channels * ((include_input ? 1 : 0) + 2 * num_freqs);
+// Walks [begin, end) in blocks of points and calls body(p0, np, n, sin_tab, cos_tab) for each block
+// with the sin/cos tables of its n = np * channels coordinates filled (shared by forward and backward).
+template <typename scalar_t, typename Body>
+void pe_for_each_block(const scalar_t* x, int64_t begin, int64_t end, int64_t channels, int64_t num_freqs,
+                       Body&& body) {
   const int64_t step = block_points(channels);
   const int64_t tab = num_freqs * step * channels;
   std::vector<double> buf(std::max<int64_t>(2 * tab, 1));
@@ -90,8 +91,18 @@ void pe_forward_rows(const scalar_t* x, int64_t begin, int64_t end, int64_t chan
   for (int64_t p0 = begin; p0 < end; p0 += step) {
     const int64_t np = std::min(step, end - p0);
     const int64_t n = np * channels;
+    pe_fill_tables<scalar_t>(x + p0 * channels, n, num_freqs, sin_tab, cos_tab);
+    body(p0, np, n, static_cast<const double*>(sin_tab), static_cast<const double*>(cos_tab));
+  }
+}
+
+template <typename scalar_t>
+void pe_forward_rows(const scalar_t* x, int64_t begin, int64_t end, int64_t channels, int64_t num_freqs,
+                     bool include_input, scalar_t* out) {
+  const int64_t width = channels * ((include_input ? 1 : 0) + 2 * num_freqs);
+  pe_for_each_block(x, begin, end, channels, num_freqs,
+                    [&](int64_t p0, int64_t np, int64_t n, const double* sin_tab, const double* cos_tab) {
     const scalar_t* xb = x + p0 * channels;
-    pe_fill_tables<scalar_t>(xb, n, num_freqs, sin_tab, cos_tab);
     scalar_t* o = out + p0 * width;
     for (int64_t q = 0; q < np; ++q) {
       const int64_t j0 = q * channels;
@@ -106,22 +117,15 @@ void pe_forward_rows(const scalar_t* x, int64_t begin, int64_t end, int64_t chan
         o += 2 * channels;
       }
     }
-  }
+  });
 }
 
 template <typename scalar_t>
 void pe_backward_rows(const scalar_t* x, const scalar_t* grad, int64_t begin, int64_t end, int64_t channels,
                       int64_t num_freqs, bool include_input, scalar_t* grad_x) {
   const int64_t width = channels * ((include_input ? 1 : 0) + 2 * num_freqs);
-  const int64_t step = block_points(channels);
-  const int64_t tab = num_freqs * step * channels;
-  std::vector<double> buf(std::max<int64_t>(2 * tab, 1));
-  double* sin_tab = buf.data();
-  double* cos_tab = sin_tab + tab;
-  for (int64_t p0 = begin; p0 < end; p0 += step) {
-    const int64_t np = std::min(step, end - p0);
-    const int64_t n = np * channels;
-    pe_fill_tables<scalar_t>(x + p0 * channels, n, num_freqs, sin_tab, cos_tab);
+  pe_for_each_block(x, begin, end, channels, num_freqs,
+                    [&](int64_t p0, int64_t np, int64_t n, const double* sin_tab, const double* cos_tab) {
     const scalar_t* g = grad + p0 * width;
     scalar_t* gx = grad_x + p0 * channels;
     for (int64_t q = 0; q < np; ++q) {
@@ -144,7 +148,7 @@ void pe_backward_rows(const scalar_t* x, const scalar_t* grad, int64_t begin, in
       }
       g += 2 * num_freqs * channels;
     }
-  }
+  });
 }
 
 }  // namespace
