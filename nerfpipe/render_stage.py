@@ -22,7 +22,7 @@ def render_orbit_video(data_dir: Path, train_dir: Path, out_dir: Path, options: 
     if threads:
         torch.set_num_threads(threads)
     model, settings = load_trained(train_dir)
-    meta = load_split(data_dir, "test")["meta"]
+    meta = load_split(data_dir, "test", mmap=True)["meta"]  # only the cameras' meta is needed
     height = max(1, round(int(meta["height"]) * opts["resolution_scale"]))
     width = max(1, round(int(meta["width"]) * opts["resolution_scale"]))
     poses = camera.orbit_poses(int(opts["frames"]), float(opts["elevation_deg"]), float(opts["radius"]))
