@@ -34,14 +34,24 @@ def _cuda_header_missing() -> bool:
     )
 
 
+def _openmp_flags() -> list[str]:
+    """The CPU kernels split work with at::parallel_for, whose OpenMP backend is inlined into the extension:
+    without -fopenmp its `#pragma omp parallel` is ignored and every kernel runs on one thread. torch's own
+    libgomp (same soname) is the one the extension binds to at load time."""
+    if sys.platform.startswith("linux") and torch.backends.openmp.is_available():
+        return ["-fopenmp"]
+    return []
+
+
 def _extension():
     sources = sorted(glob.glob(os.path.join(CSRC, "*.cpp")))
-    cxx_flags = ["-O3"]
+    openmp = _openmp_flags()
+    cxx_flags = ["-O3", *openmp]
     with_cuda, reason = _want_cuda()
     print(f"nerfpipe._ext: CUDA kernels {'on' if with_cuda else 'off'} ({reason})", file=sys.stderr)
     if not with_cuda:
         return CppExtension("nerfpipe._ext", sources, include_dirs=[os.path.abspath(CSRC)],
-                            extra_compile_args={"cxx": cxx_flags})
+                            extra_compile_args={"cxx": cxx_flags}, extra_link_args=openmp)
     sources += sorted(glob.glob(os.path.join(CSRC, "*.cu")))
     nvcc_flags = ["-O3", "--expt-relaxed-constexpr"]
     if _cuda_header_missing():
@@ -49,7 +59,7 @@ def _extension():
         cxx_flags.append("-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE")
     return CUDAExtension("nerfpipe._ext", sources, include_dirs=[os.path.abspath(CSRC)],
                          define_macros=[("WITH_CUDA", None)],
-                         extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags})
+                         extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags}, extra_link_args=openmp)
 
 
 setup(ext_modules=[_extension()], cmdclass={"build_ext": BuildExtension})

@@ -1,5 +1,5 @@
 """Sampling hot paths: image batch sampler, stratified and inverse-transform sampling along rays,
-positional encoding.
+positional encoding and mip-NeRF's integrated positional encoding.
 
 Notation (docs/architecture.md): along a ray, `t [R, N+1]` are sorted interval endpoints and
 `weights [R, N]` the volume-rendering weights of the intervals.
@@ -21,6 +21,7 @@ import math
 import torch
 from torch import Tensor
 
+from nerfpipe.encoding import integrated_pos_enc as integrated_pos_enc_torch
 from nerfpipe.errors import NerfpipeError
 
 try:
@@ -58,6 +59,11 @@ _backend: str | None = None
 def extension_status() -> tuple[bool, str]:
     """(True, "") when `nerfpipe._ext` is importable, else (False, the reason)."""
     return (_ext is not None, _EXT_ERROR)
+
+
+def extension_openmp() -> bool:
+    """True when the extension's CPU kernels were compiled with OpenMP, i.e. use all torch threads."""
+    return _ext is not None and bool(_ext.has_openmp())
 
 
 def set_backend(name: str) -> str:
@@ -477,3 +483,80 @@ def positional_encoding(x: Tensor, num_freqs: int, include_input: bool = True) -
     if _use_ext(x.device):
         return positional_encoding_ext(x, num_freqs, include_input)
     return positional_encoding_torch(x, num_freqs, include_input)
+
+
+# --------------------------------------------------------------------------------------------------
+# Integrated positional encoding (the reference is nerfpipe.encoding.integrated_pos_enc)
+
+
+def _check_ipe_args(mean: Tensor, var: Tensor, num_freqs: int) -> None:
+    _check_pe_args(mean, num_freqs)
+    if var.shape != mean.shape:
+        raise ValueError(f"integrated_pos_enc: mean and var must have one shape, got {tuple(mean.shape)} and "
+                         f"{tuple(var.shape)}")
+    if var.dtype != mean.dtype:
+        raise TypeError(f"integrated_pos_enc: mean and var must have one dtype, got {mean.dtype} and "
+                        f"{var.dtype}")
+
+
+class _IntegratedPosEncGrad(torch.autograd.Function):
+    """(grad_mean, grad_var) = J(mean, var)^T grad_out by the extension. Its own backward (needed by the
+    orientation and predicted-normal losses, which differentiate density normals) goes through the
+    reference's autograd graph: a vector-Jacobian product of the reference's vector-Jacobian product."""
+
+    @staticmethod
+    def forward(ctx, mean: Tensor, var: Tensor, grad_out: Tensor, num_freqs: int) -> tuple[Tensor, Tensor]:
+        ctx.save_for_backward(mean, var, grad_out)
+        ctx.num_freqs = num_freqs
+        return _ext.integrated_pos_enc_backward(mean, var, grad_out, num_freqs)
+
+    @staticmethod
+    def backward(ctx, gg_mean: Tensor, gg_var: Tensor):
+        mean, var, grad_out = ctx.saved_tensors
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            inputs = [t.detach().requires_grad_(True) for t in (mean, var, grad_out)]
+            enc = integrated_pos_enc_torch(inputs[0], inputs[1], ctx.num_freqs)
+            vjp = torch.autograd.grad(enc, inputs[:2], inputs[2], create_graph=True)
+            inner = (vjp[0] * gg_mean).sum() + (vjp[1] * gg_var).sum()
+            grads = torch.autograd.grad(inner, inputs, create_graph=create_graph, allow_unused=True)
+        return (*grads, None)
+
+
+class _IntegratedPosEnc(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, mean: Tensor, var: Tensor, num_freqs: int) -> Tensor:
+        ctx.save_for_backward(mean, var)
+        ctx.num_freqs = num_freqs
+        return _ext.integrated_pos_enc_forward(mean, var, num_freqs)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        mean, var = ctx.saved_tensors
+        grad_mean, grad_var = _IntegratedPosEncGrad.apply(mean, var, grad_out.contiguous(), ctx.num_freqs)
+        return grad_mean, grad_var, None
+
+
+def integrated_pos_enc_ext(mean: Tensor, var: Tensor, num_freqs: int) -> Tensor:
+    """Extension version of `integrated_pos_enc` (forward and backward are extension kernels)."""
+    _check_ipe_args(mean, var, num_freqs)
+    _require_ext()
+    if mean.numel() == 0:
+        return integrated_pos_enc_torch(mean, var, num_freqs)
+    channels = mean.shape[-1]
+    flat_mean = mean.reshape(-1, channels).contiguous()
+    flat_var = var.reshape(-1, channels).contiguous()
+    out = _IntegratedPosEnc.apply(flat_mean, flat_var, num_freqs)
+    return out.reshape(*mean.shape[:-1], out.shape[-1])
+
+
+def integrated_pos_enc(mean: Tensor, var: Tensor, num_freqs: int) -> Tensor:
+    """mip-NeRF's integrated positional encoding (Eq. 14) of diagonal Gaussians, differentiable twice.
+
+    mean, var: [..., C] -> [..., 2*C*num_freqs] = [sin(2^k mean) w_k | cos(2^k mean) w_k] with
+    w_k = exp(-0.5 4^k var), each block frequency-major (index k*C + c); semantics, layout and the
+    closed form are those of `nerfpipe.encoding.integrated_pos_enc`, the reference.
+    """
+    if _use_ext(mean.device):
+        return integrated_pos_enc_ext(mean, var, num_freqs)
+    return integrated_pos_enc_torch(mean, var, num_freqs)

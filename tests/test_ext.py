@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+import sys
+
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerfpipe import sampling
+from nerfpipe import encoding, sampling
+from nerfpipe.models.fields import PositionEncoder
 
 BUILT, REASON = sampling.extension_status()
 pytestmark = pytest.mark.skipif(not BUILT, reason=f"nerfpipe._ext is not built: {REASON}")
@@ -160,6 +164,115 @@ def test_positional_encoding_gradcheck():
         assert torch.autograd.gradgradcheck(fn, (x,))
 
 
+IPE_ATOL = {torch.float32: 2e-6, torch.float64: 1e-10}
+
+
+def _ipe_inputs(points: int, channels: int, dtype, seed: int, scale: float = 1.0, var_scale: float = 0.01):
+    g = torch.Generator().manual_seed(seed)
+    mean = (torch.randn(points, channels, generator=g, dtype=torch.float64) * scale).to(dtype)
+    var = (torch.rand(points, channels, generator=g, dtype=torch.float64) * var_scale).to(dtype)
+    return mean, var
+
+
+@HYPO
+@given(points=st.integers(0, 300), channels=st.integers(1, 4), num_freqs=st.integers(0, 16),
+       dtype=st.sampled_from(DTYPES), scale=st.sampled_from([0.1, 1.0, 8.0]),
+       var_scale=st.sampled_from([0.0, 1e-4, 1e-2, 1.0]))
+def test_integrated_pos_enc_matches_reference(points, channels, num_freqs, dtype, scale, var_scale):
+    mean, var = _ipe_inputs(points, channels, dtype, points + 7 * channels, scale, var_scale)
+    grad = torch.randn(points, 2 * channels * num_freqs, generator=torch.Generator().manual_seed(1),
+                       dtype=torch.float64).to(dtype)
+    ref_in = [t.clone().requires_grad_(True) for t in (mean, var)]
+    ext_in = [t.clone().requires_grad_(True) for t in (mean, var)]
+    ref = encoding.integrated_pos_enc(*ref_in, num_freqs)
+    ext = sampling.integrated_pos_enc_ext(*ext_in, num_freqs)
+    torch.testing.assert_close(ext, ref, rtol=0, atol=IPE_ATOL[dtype])
+    if points == 0 or num_freqs == 0:
+        return
+    ref.backward(grad)
+    ext.backward(grad)
+    # d/dmean sums 2^k-scaled terms and d/dvar 4^k-scaled ones: tolerances grow with the top frequency.
+    top = 2.0 ** (num_freqs - 1)
+    torch.testing.assert_close(ext_in[0].grad, ref_in[0].grad, rtol=1e-5, atol=IPE_ATOL[dtype] * 4 * top)
+    torch.testing.assert_close(ext_in[1].grad, ref_in[1].grad, rtol=1e-5, atol=IPE_ATOL[dtype] * 4 * top**2)
+
+
+def test_integrated_pos_enc_closed_form_and_layout():
+    """One coordinate by hand: [sin(2^k mu) exp(-4^k var / 2) for k | cos(...) for k], channel-minor."""
+    mean = torch.tensor([[0.3, -1.2]], dtype=torch.float64)
+    var = torch.tensor([[0.02, 0.5]], dtype=torch.float64)
+    out = sampling.integrated_pos_enc_ext(mean, var, 3)[0]
+    for k in range(3):
+        for c in range(2):
+            mu, damp = mean[0, c].item(), math.exp(-0.5 * 4**k * var[0, c].item())
+            assert out[k * 2 + c].item() == pytest.approx(math.sin(2**k * mu) * damp, abs=1e-14)
+            assert out[6 + k * 2 + c].item() == pytest.approx(math.cos(2**k * mu) * damp, abs=1e-14)
+
+
+def test_integrated_pos_enc_shapes_and_non_contiguous():
+    mean, var = _ipe_inputs(24, 3, torch.float32, seed=2)
+    mean3, var3 = mean.reshape(4, 6, 3), var.reshape(4, 6, 3)
+    assert sampling.integrated_pos_enc_ext(mean3, var3, 5).shape == (4, 6, 30)
+    mean_t = mean.t().contiguous().t()
+    assert not mean_t.is_contiguous()
+    torch.testing.assert_close(sampling.integrated_pos_enc_ext(mean_t, var, 5),
+                               encoding.integrated_pos_enc(mean, var, 5), rtol=0,
+                               atol=IPE_ATOL[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_integrated_pos_enc_low_precision(dtype):
+    mean, var = _ipe_inputs(64, 3, torch.float64, seed=5, scale=2.0)
+    ext = sampling.integrated_pos_enc_ext(mean.to(dtype), var.to(dtype), 6)
+    assert ext.dtype == dtype
+    exact = encoding.integrated_pos_enc(mean.to(dtype).double(), var.to(dtype).double(), 6)
+    torch.testing.assert_close(ext.double(), exact, rtol=0, atol=PE_ATOL[dtype])
+
+
+def test_integrated_pos_enc_gradcheck():
+    mean, var = _ipe_inputs(6, 3, torch.float64, seed=4, var_scale=0.1)
+    inputs = (mean.requires_grad_(True), var.requires_grad_(True))
+    fn = lambda m, v: sampling.integrated_pos_enc_ext(m, v, 5)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradgradcheck(fn, inputs)
+
+
+def test_integrated_pos_enc_density_normal_losses_match_reference():
+    """Ref-NeRF differentiates the density w.r.t. the means and puts losses on that gradient: the
+    parameter gradients of such a loss are equal through the extension and through the reference."""
+    mean, var = _ipe_inputs(50, 3, torch.float64, seed=6, var_scale=1e-3)
+    torch.manual_seed(0)
+    mlp = torch.nn.Sequential(torch.nn.Linear(2 * 3 * 8, 32), torch.nn.Softplus(), torch.nn.Linear(32, 1))
+    mlp = mlp.double()
+    grads = {}
+    for name, ipe in (("torch", encoding.integrated_pos_enc), ("ext", sampling.integrated_pos_enc_ext)):
+        mlp.zero_grad()
+        x = mean.clone().requires_grad_(True)
+        density = mlp(ipe(x, var, 8))
+        normals = torch.autograd.grad(density.sum(), x, create_graph=True)[0]
+        (normals.square().sum() + density.sum()).backward()
+        grads[name] = [p.grad.clone() for p in mlp.parameters()]
+    for ext_grad, ref_grad in zip(grads["ext"], grads["torch"], strict=True):
+        torch.testing.assert_close(ext_grad, ref_grad, rtol=1e-9, atol=1e-10)
+
+
+def test_extension_cpu_kernels_are_multithreaded():
+    # at::parallel_for runs serially in an extension compiled without OpenMP; setup.py must pass -fopenmp
+    # wherever torch itself uses OpenMP.
+    if not (sys.platform.startswith("linux") and torch.backends.openmp.is_available()):
+        pytest.skip("torch without OpenMP or not Linux: the extension is built without it")
+    assert sampling.extension_openmp()
+
+
+def _autograd_node_names(out: torch.Tensor) -> set[str]:
+    nodes, names = [out.grad_fn], set()
+    while nodes:
+        node = nodes.pop()
+        names.add(type(node).__name__)
+        nodes += [n for n, _ in node.next_functions if n is not None]
+    return names
+
+
 def test_public_dispatch_uses_ext():
     previous = sampling._requested
     try:
@@ -169,13 +282,15 @@ def test_public_dispatch_uses_ext():
                                    sampling.sample_pdf_torch(bins, weights, 12, True, 3), rtol=0, atol=1e-4)
         x = torch.randn(5, 4, 3, requires_grad=True)
         out = sampling.positional_encoding(x, 3)
-        assert out.shape == (5, 4, 21) and out.grad_fn is not None
-        nodes, names = [out.grad_fn], set()
-        while nodes:
-            node = nodes.pop()
-            names.add(type(node).__name__)
-            nodes += [n for n, _ in node.next_functions if n is not None]
-        assert "_PositionalEncodingBackward" in names  # the extension's autograd.Function
+        assert out.shape == (5, 4, 21)
+        assert "_PositionalEncodingBackward" in _autograd_node_names(out)  # the extension's autograd.Function
+        # The models' IPE goes through the extension as well.
+        out = PositionEncoder("ipe", 4)(x, torch.rand(5, 4, 3) * 1e-2)
+        assert out.shape == (5, 4, 24)
+        assert "_IntegratedPosEncBackward" in _autograd_node_names(out)
+        sampling.set_backend("torch")
+        out = PositionEncoder("ipe", 4)(x, torch.rand(5, 4, 3) * 1e-2)
+        assert "_IntegratedPosEncBackward" not in _autograd_node_names(out)
     finally:
         sampling.set_backend(previous)
 
@@ -230,6 +345,19 @@ def test_other_bad_arguments():
         _ext.positional_encoding_forward(x, -1, True)
     with pytest.raises(ValueError, match="'grad_out' must have shape"):
         _ext.positional_encoding_backward(x, torch.zeros(5, 7), 4, True)
+    var = torch.zeros(5, 3)
+    with pytest.raises(ValueError, match="'mean' must be 2-D"):
+        _ext.integrated_pos_enc_forward(x[0], var[0], 4)
+    with pytest.raises(ValueError, match="'var' must have the shape of 'mean'"):
+        _ext.integrated_pos_enc_forward(x, var[:4], 4)
+    with pytest.raises(TypeError, match="'var' has dtype"):
+        _ext.integrated_pos_enc_forward(x, var.double(), 4)
+    with pytest.raises(ValueError, match="'var' must be contiguous"):
+        _ext.integrated_pos_enc_forward(x, torch.zeros(3, 5).t(), 4)
+    with pytest.raises(ValueError, match="'grad_out' must have shape"):
+        _ext.integrated_pos_enc_backward(x, var, torch.zeros(5, 7), 4)
+    with pytest.raises(ValueError, match="mean and var must have one shape"):
+        sampling.integrated_pos_enc_ext(x, var[:4], 4)
     with pytest.raises(ValueError, match="'crop_h' must be in"):
         _ext.ray_indices_fill(torch.empty(4, dtype=torch.int64), 1, 8, 8, 9, 8, 0, 0)
     with pytest.raises(TypeError, match="'out' must be int64"):

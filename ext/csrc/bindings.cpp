@@ -11,12 +11,21 @@ bool has_cuda() {
   return false;
 #endif
 }
+// The CPU kernels parallelise with at::parallel_for, which runs serially unless compiled with OpenMP.
+bool has_openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "nerfpipe sampling kernels: image batch sampler, stratified and inverse-transform sampling, "
-            "positional encoding";
+            "positional encoding, integrated positional encoding";
   m.def("has_cuda", &has_cuda, "True when the CUDA kernels were compiled in.");
+  m.def("has_openmp", &has_openmp, "True when the CPU kernels were compiled with OpenMP (multi-threaded).");
   m.def("uniform_fill", &nerfpipe::uniform_fill, "Fill a float32 [n] tensor with hash uniforms of (s1, s2, i).",
         py::arg("out"), py::arg("s1"), py::arg("s2"));
   m.def("ray_indices_fill", &nerfpipe::ray_indices_fill,
@@ -36,4 +45,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("positional_encoding_backward", &nerfpipe::positional_encoding_backward,
         "x [P, C], grad_out [P, D] -> grad_x [P, C].", py::arg("x"), py::arg("grad_out"), py::arg("num_freqs"),
         py::arg("include_input"));
+  m.def("integrated_pos_enc_forward", &nerfpipe::integrated_pos_enc_forward,
+        "mean, var [P, C] -> [P, 2*C*num_freqs] ([sin block, cos block], index k*C + c in each).",
+        py::arg("mean"), py::arg("var"), py::arg("num_freqs"));
+  m.def("integrated_pos_enc_backward", &nerfpipe::integrated_pos_enc_backward,
+        "mean, var [P, C], grad_out [P, 2*C*num_freqs] -> (grad_mean, grad_var) [P, C].", py::arg("mean"),
+        py::arg("var"), py::arg("grad_out"), py::arg("num_freqs"));
 }

@@ -1,4 +1,5 @@
-// Positional encoding forward and backward (CUDA kernels): one thread per (point, channel).
+// Positional encoding and integrated positional encoding, forward and backward (CUDA kernels): one thread
+// per (point, channel).
 #include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 
@@ -40,6 +41,37 @@ __global__ void pe_backward_kernel(const scalar_t* __restrict__ x, const scalar_
   grad_x[i] = static_cast<scalar_t>(acc);
 }
 
+template <typename scalar_t>
+__global__ void ipe_forward_kernel(const scalar_t* __restrict__ mean, const scalar_t* __restrict__ var,
+                                   scalar_t* __restrict__ out, int64_t points, int64_t channels,
+                                   int64_t num_freqs) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= points * channels) return;
+  const int64_t p = i / channels;
+  const int64_t c = i - p * channels;
+  const int64_t half = channels * num_freqs;
+  ipe_forward_coord<scalar_t>(static_cast<double>(mean[i]), static_cast<double>(var[i]), num_freqs, channels,
+                              half, out + p * 2 * half + c);
+}
+
+template <typename scalar_t>
+__global__ void ipe_backward_kernel(const scalar_t* __restrict__ mean, const scalar_t* __restrict__ var,
+                                    const scalar_t* __restrict__ grad_out, scalar_t* __restrict__ grad_mean,
+                                    scalar_t* __restrict__ grad_var, int64_t points, int64_t channels,
+                                    int64_t num_freqs) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= points * channels) return;
+  const int64_t p = i / channels;
+  const int64_t c = i - p * channels;
+  const int64_t half = channels * num_freqs;
+  double gm;
+  double gv;
+  ipe_backward_coord<scalar_t>(static_cast<double>(mean[i]), static_cast<double>(var[i]), num_freqs, channels,
+                               half, grad_out + p * 2 * half + c, &gm, &gv);
+  grad_mean[i] = static_cast<scalar_t>(gm);
+  grad_var[i] = static_cast<scalar_t>(gv);
+}
+
 }  // namespace
 
 void positional_encoding_forward_cuda(const at::Tensor& x, at::Tensor& out, int64_t num_freqs,
@@ -65,6 +97,30 @@ void positional_encoding_backward_cuda(const at::Tensor& x, const at::Tensor& gr
     pe_backward_kernel<scalar_t><<<num_blocks(x.numel()), kThreads, 0, stream>>>(
         x.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), points, channels,
         num_freqs, include_input);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void integrated_pos_enc_forward_cuda(const at::Tensor& mean, const at::Tensor& var, at::Tensor& out,
+                                     int64_t num_freqs) {
+  const c10::cuda::CUDAGuard guard(mean.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean.scalar_type(), "ipe_forward_cuda", [&] {
+    ipe_forward_kernel<scalar_t><<<num_blocks(mean.numel()), kThreads, 0, stream>>>(
+        mean.data_ptr<scalar_t>(), var.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), mean.size(0),
+        mean.size(1), num_freqs);
+  });
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+void integrated_pos_enc_backward_cuda(const at::Tensor& mean, const at::Tensor& var, const at::Tensor& grad_out,
+                                      at::Tensor& grad_mean, at::Tensor& grad_var, int64_t num_freqs) {
+  const c10::cuda::CUDAGuard guard(mean.device());
+  auto stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean.scalar_type(), "ipe_backward_cuda", [&] {
+    ipe_backward_kernel<scalar_t><<<num_blocks(mean.numel()), kThreads, 0, stream>>>(
+        mean.data_ptr<scalar_t>(), var.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
+        grad_mean.data_ptr<scalar_t>(), grad_var.data_ptr<scalar_t>(), mean.size(0), mean.size(1), num_freqs);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -1,4 +1,5 @@
-// Positional encoding kernels for one coordinate, shared by the CPU and CUDA code.
+// Positional encoding and integrated positional encoding of one coordinate, shared by the CPU and CUDA
+// code.
 // gamma(x) = [x, sin(2^0 x), cos(2^0 x), ..., sin(2^{L-1} x), cos(2^{L-1} x)] (NeRF, Eq. 4), each block
 // C channels wide. One sin/cos per coordinate, the rest by the double-angle recurrence
 //   sin(2a) = 2 sin(a) cos(a),  cos(2a) = (cos(a) - sin(a)) (cos(a) + sin(a)),
@@ -45,6 +46,58 @@ NERFPIPE_HD double pe_backward_coord(double v, int64_t num_freqs, int64_t channe
     s = s2;
   }
   return acc;
+}
+
+// Integrated positional encoding of one coordinate of a diagonal Gaussian (mip-NeRF, Eq. 14):
+//   sin(2^k mu) w_k and cos(2^k mu) w_k,  w_k = exp(-0.5 4^k var),  k = 0..L-1,
+// written to out[k*channels] (sin block) and out[cos_offset + k*channels] (cos block). The damping
+// needs one exp per coordinate: w_{k+1} = exp(-0.5 4^{k+1} var) = w_k^4.
+template <typename scalar_t>
+NERFPIPE_HD void ipe_forward_coord(double mu, double var, int64_t num_freqs, int64_t channels,
+                                   int64_t cos_offset, scalar_t* out) {
+  double s;
+  double c;
+  sincos(mu, &s, &c);
+  double w = exp(-0.5 * var);
+  for (int64_t k = 0; k < num_freqs; ++k) {
+    out[k * channels] = static_cast<scalar_t>(s * w);
+    out[cos_offset + k * channels] = static_cast<scalar_t>(c * w);
+    const double s2 = 2.0 * s * c;
+    c = (c - s) * (c + s);
+    s = s2;
+    const double w2 = w * w;
+    w = w2 * w2;
+  }
+}
+
+// Gradients of sum_k g_sin_k sin(2^k mu) w_k + g_cos_k cos(2^k mu) w_k:
+//   d/dmu  = sum_k 2^k w_k (g_sin_k cos(2^k mu) - g_cos_k sin(2^k mu)),
+//   d/dvar = sum_k -0.5 4^k w_k (g_sin_k sin(2^k mu) + g_cos_k cos(2^k mu)).
+template <typename scalar_t>
+NERFPIPE_HD void ipe_backward_coord(double mu, double var, int64_t num_freqs, int64_t channels,
+                                    int64_t cos_offset, const scalar_t* grad, double* grad_mu,
+                                    double* grad_var) {
+  double s;
+  double c;
+  sincos(mu, &s, &c);
+  double w = exp(-0.5 * var);
+  double scale = 1.0;
+  double acc_mu = 0.0;
+  double acc_var = 0.0;
+  for (int64_t k = 0; k < num_freqs; ++k) {
+    const double gs = static_cast<double>(grad[k * channels]);
+    const double gc = static_cast<double>(grad[cos_offset + k * channels]);
+    acc_mu += scale * w * (gs * c - gc * s);
+    acc_var += -0.5 * scale * scale * w * (gs * s + gc * c);
+    scale *= 2.0;
+    const double s2 = 2.0 * s * c;
+    c = (c - s) * (c + s);
+    s = s2;
+    const double w2 = w * w;
+    w = w2 * w2;
+  }
+  *grad_mu = acc_mu;
+  *grad_var = acc_var;
 }
 
 }  // namespace nerfpipe

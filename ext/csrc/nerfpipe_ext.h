@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <tuple>
 
 namespace nerfpipe {
 
@@ -25,6 +26,9 @@ at::Tensor sample_pdf(const at::Tensor& bins, const at::Tensor& weights, int64_t
 at::Tensor positional_encoding_forward(const at::Tensor& x, int64_t num_freqs, bool include_input);
 at::Tensor positional_encoding_backward(const at::Tensor& x, const at::Tensor& grad_out, int64_t num_freqs,
                                         bool include_input);
+at::Tensor integrated_pos_enc_forward(const at::Tensor& mean, const at::Tensor& var, int64_t num_freqs);
+std::tuple<at::Tensor, at::Tensor> integrated_pos_enc_backward(const at::Tensor& mean, const at::Tensor& var,
+                                                               const at::Tensor& grad_out, int64_t num_freqs);
 
 #ifdef WITH_CUDA
 void uniform_fill_cuda(at::Tensor& out, uint32_t s1, uint32_t s2);
@@ -38,6 +42,10 @@ void positional_encoding_forward_cuda(const at::Tensor& x, at::Tensor& out, int6
                                       bool include_input);
 void positional_encoding_backward_cuda(const at::Tensor& x, const at::Tensor& grad_out, at::Tensor& grad_x,
                                        int64_t num_freqs, bool include_input);
+void integrated_pos_enc_forward_cuda(const at::Tensor& mean, const at::Tensor& var, at::Tensor& out,
+                                     int64_t num_freqs);
+void integrated_pos_enc_backward_cuda(const at::Tensor& mean, const at::Tensor& var, const at::Tensor& grad_out,
+                                      at::Tensor& grad_mean, at::Tensor& grad_var, int64_t num_freqs);
 #endif
 
 }  // namespace nerfpipe

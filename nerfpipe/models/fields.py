@@ -48,7 +48,7 @@ class PositionEncoder(nn.Module):
             return sampling.positional_encoding(means, self.num_freqs, include_input=True)
         if covs is None:
             raise ValueError("IPE needs the Gaussians' covariances")
-        return encoding.integrated_pos_enc(means, covs, self.num_freqs)
+        return sampling.integrated_pos_enc(means, covs, self.num_freqs)
 
 
 class NerfField(nn.Module):
