@@ -500,27 +500,47 @@ def _check_ipe_args(mean: Tensor, var: Tensor, num_freqs: int) -> None:
 
 
 class _IntegratedPosEncGrad(torch.autograd.Function):
-    """(grad_mean, grad_var) = J(mean, var)^T grad_out by the extension. Its own backward (needed by the
-    orientation and predicted-normal losses, which differentiate density normals) goes through the
-    reference's autograd graph: a vector-Jacobian product of the reference's vector-Jacobian product."""
+    """(grad_mean, grad_var) = J(mean, var)^T grad_out by the extension, differentiable once more through
+    torch ops (the orientation and predicted-normal losses differentiate density normals)."""
 
     @staticmethod
     def forward(ctx, mean: Tensor, var: Tensor, grad_out: Tensor, num_freqs: int) -> tuple[Tensor, Tensor]:
         ctx.save_for_backward(mean, var, grad_out)
         ctx.num_freqs = num_freqs
+        # An unused grad_var (Ref-NeRF: var needs no gradient) arrives as None, and its terms are skipped.
+        ctx.set_materialize_grads(False)
         return _ext.integrated_pos_enc_backward(mean, var, grad_out, num_freqs)
 
     @staticmethod
-    def backward(ctx, gg_mean: Tensor, gg_var: Tensor):
+    def backward(ctx, gg_mean: Tensor | None, gg_var: Tensor | None):
+        # S = <grad_mean, gg_mean> + <grad_var, gg_var>, per frequency a = 2^k, w = exp(-a^2 var / 2), with
+        # grad_mean = sum a w (g_s cos - g_c sin), grad_var = sum -a^2/2 w (g_s sin + g_c cos):
+        #   dS/dg_s = a w cos gg_m - a^2/2 w sin gg_v,    dS/dg_c = -a w sin gg_m - a^2/2 w cos gg_v,
+        #   dS/dmean = sum -a^2 w (g_s sin + g_c cos) gg_m - a^3/2 w (g_s cos - g_c sin) gg_v,
+        #   dS/dvar  = sum -a^3/2 w (g_s cos - g_c sin) gg_m + a^4/4 w (g_s sin + g_c cos) gg_v.
         mean, var, grad_out = ctx.saved_tensors
-        create_graph = torch.is_grad_enabled()
-        with torch.enable_grad():
-            inputs = [t.detach().requires_grad_(True) for t in (mean, var, grad_out)]
-            enc = integrated_pos_enc_torch(inputs[0], inputs[1], ctx.num_freqs)
-            vjp = torch.autograd.grad(enc, inputs[:2], inputs[2], create_graph=True)
-            inner = (vjp[0] * gg_mean).sum() + (vjp[1] * gg_var).sum()
-            grads = torch.autograd.grad(inner, inputs, create_graph=create_graph, allow_unused=True)
-        return (*grads, None)
+        points, channels = mean.shape
+        a = _pe_scales(ctx.num_freqs, mean)[:, None]  # [L, 1]
+        sin, cos = torch.sin(mean[:, None, :] * a), torch.cos(mean[:, None, :] * a)  # [P, L, C]
+        w = torch.exp(-0.5 * var[:, None, :] * a**2)
+        g = grad_out.reshape(points, 2, ctx.num_freqs, channels)
+        g_s, g_c = g[:, 0], g[:, 1]
+        even = (g_s * sin + g_c * cos) * w  # the parts that d/dmean keeps in phase
+        odd = (g_s * cos - g_c * sin) * w
+        d_gs = d_gc = d_mean = d_var = None
+        if gg_mean is not None:
+            m = gg_mean[:, None, :]
+            d_gs, d_gc = a * w * cos * m, -a * w * sin * m
+            d_mean = (-(a**2) * even * m).sum(dim=1)
+            d_var = (-0.5 * a**3 * odd * m).sum(dim=1)
+        if gg_var is not None:
+            v = gg_var[:, None, :]
+            d_gs = (0 if d_gs is None else d_gs) - 0.5 * a**2 * w * sin * v
+            d_gc = (0 if d_gc is None else d_gc) - 0.5 * a**2 * w * cos * v
+            d_mean = (0 if d_mean is None else d_mean) + (-0.5 * a**3 * odd * v).sum(dim=1)
+            d_var = (0 if d_var is None else d_var) + (0.25 * a**4 * even * v).sum(dim=1)
+        d_grad_out = None if d_gs is None else torch.stack([d_gs, d_gc], dim=1).reshape(grad_out.shape)
+        return d_mean, d_var, d_grad_out, None
 
 
 class _IntegratedPosEnc(torch.autograd.Function):
