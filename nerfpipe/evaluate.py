@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nerfpipe import io as nio
-from nerfpipe import metrics, sampling, visualize
+from nerfpipe import metrics, precision, sampling, visualize
 from nerfpipe.data.prepare import load_split
 from nerfpipe.diagnostics import write_weight_profiles
 from nerfpipe.errors import NerfpipeError
@@ -104,6 +104,7 @@ def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, 
         "normals_source": "density gradient",
         "n_images": len(rows), "height": int(meta["height"]), "width": int(meta["width"]),
         "softl1_eps": eps, "backend": sampling.get_backend(),
+        "precision": precision.precision_name(bool(settings["amp"]), next(model.parameters()).device),
     }
     result["psnr_gap"] = result["psnr"] - result["psnr_softl1"]
     if not all(math.isfinite(v) for v in (result["psnr"], result["psnr_softl1"], result["ssim"])):

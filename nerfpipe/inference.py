@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from nerfpipe import io as nio
+from nerfpipe import precision, sampling
 from nerfpipe import rays as camera
-from nerfpipe import sampling
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import RadianceModel, RayBundle, build_model
 from nerfpipe.train import ARCHITECTURE_KEYS, background_color
@@ -57,11 +57,10 @@ def view_rays(height: int, width: int, focal: float, c2w: torch.Tensor, near: fl
 def render_rays(model: RadianceModel, rays: RayBundle, background: torch.Tensor, chunk: int) -> dict:
     """Render rays in chunks of `chunk`; returns IMAGE_KEYS present, each [R, ...] on the CPU."""
     device = next(model.parameters()).device
-    amp = bool(model.settings.get("amp"))
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    dtype = precision.autocast_dtype(bool(model.settings.get("amp")), device)
     parts: dict[str, list[torch.Tensor]] = {}
     for start in range(0, len(rays), chunk):
-        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = model(rays.slice(start, start + chunk).to(device), None, background.to(device))
         for k in IMAGE_KEYS:
             if k in out:

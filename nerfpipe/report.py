@@ -155,7 +155,7 @@ def collect(
     Columns: scene, variant, seed, method, psnr, psnr_softl1, psnr_gap, ssim, lpips (NaN when
     null), lpips_note, normal_mae_deg (NaN when null), n_images, height, width, softl1_eps,
     eval_backend, iterations, train_seconds, rays_per_second, n_params, final_loss,
-    train_backend, skipped_steps, samples_per_ray. Rows are ordered scene, variant, seed.
+    train_backend, skipped_steps, samples_per_ray, train_precision. Rows are ordered scene, variant, seed.
     """
     results_dir = Path(results_dir)
     if not scenes or not variants or not seeds:
@@ -178,6 +178,8 @@ def collect(
                     if key not in ("method", "backend"):
                         row[key] = summary[key]
                 row["train_backend"] = summary["backend"]
+                # Recorded since amp started to depend on the CPU; older runs leave it blank.
+                row["train_precision"] = summary.get("precision", "")
                 rows.append(row)
     df = pd.DataFrame(rows)
     for key in ("lpips", "normal_mae_deg"):
@@ -561,6 +563,7 @@ RUN_DETAIL_COLUMNS = (
     ("iterations", "Iterations"),
     ("samples_per_ray", "MLP samples/ray"),
     ("train_backend", "Backend"),
+    ("train_precision", "Precision"),
     ("skipped_steps", "Skipped steps"),
     ("final_loss", "Final loss"),
     ("psnr", "PSNR"),

@@ -23,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 from nerfpipe import io as nio
-from nerfpipe import losses, sampling
+from nerfpipe import losses, precision, sampling
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import RadianceModel, RayBundle, build_model
 from nerfpipe.rays import load_ray_cache
@@ -165,12 +165,6 @@ def load_latest_checkpoint(ckpt_dir: Path, settings: dict) -> tuple[dict | None,
     return None, None
 
 
-def use_cpu_bf16(settings: dict, device: torch.device) -> bool:
-    """bf16 autocast on CPU only when asked for with `amp` (it is 1.8-3.4x faster on CPUs with
-    avx512_bf16, but its 8-bit mantissa makes density gradients for normals coarse)."""
-    return bool(settings["amp"]) and device.type == "cpu"
-
-
 def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads: int | None = None,
           device: str | None = None, progress: bool | None = None) -> dict:
     """Train `settings["method"]` on the scene; write model.pt, config.json, train_log.csv,
@@ -192,9 +186,9 @@ def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads
 
     model = build_model(settings).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"], betas=(0.9, 0.999), eps=1e-8)
-    cuda_amp = bool(settings["amp"]) and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if cuda_amp else None
-    cpu_bf16 = use_cpu_bf16(settings, dev)
+    amp_dtype = precision.autocast_dtype(bool(settings["amp"]), dev)
+    # float16 needs loss scaling against gradient underflow; bfloat16 has float32's exponent range.
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     ckpt_dir = out_dir / CKPT_DIR
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -233,8 +227,7 @@ def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads
             group["lr"] = lr
 
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, dtype=torch.float16 if cuda_amp else torch.bfloat16,
-                            enabled=cuda_amp or cpu_bf16):
+        with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
             out = model(rays, key, background)
             terms = model.loss_terms(out, rays, target, loss_fn)
         loss = sum(terms.values())
@@ -292,6 +285,7 @@ def finish(out_dir: Path, model: RadianceModel, settings: dict, state: TrainStat
            data_dir: Path) -> dict:
     """Write the stage's outputs: final weights, resolved settings, log and summary."""
     n_params = sum(p.numel() for p in model.parameters())
+    device = next(model.parameters()).device
     summary = {
         "scene": settings.get("scene", data_dir.name), "variant": settings["variant"],
         "method": settings["method"], "seed": settings["seed"], "iterations": state.iteration,
@@ -299,8 +293,9 @@ def finish(out_dir: Path, model: RadianceModel, settings: dict, state: TrainStat
         "rays_per_second": state.iteration * settings["batch_size"] / max(state.elapsed, 1e-9),
         "n_params": n_params, "final_loss": state.log_rows[-1]["loss"] if state.log_rows else None,
         "final_train_psnr": state.log_rows[-1]["psnr"] if state.log_rows else None,
-        "backend": backend, "skipped_steps": state.skipped, "samples_per_ray": model.samples_per_ray,
-        "device": str(next(model.parameters()).device),
+        "backend": backend, "precision": precision.precision_name(bool(settings["amp"]), device),
+        "skipped_steps": state.skipped, "samples_per_ray": model.samples_per_ray,
+        "device": str(device),
     }
     nio.save_torch(out_dir / "model.pt", {"model": model.state_dict(), "settings": json.dumps(settings),
                                           "iteration": state.iteration})
