@@ -394,13 +394,13 @@ def sample_pdf(bins: Tensor, weights: Tensor, n_samples: int, randomized: bool, 
 _PE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _check_pe_args(x: Tensor, num_freqs: int) -> None:
+def _check_pe_args(x: Tensor, num_freqs: int, fn: str = "positional_encoding", name: str = "x") -> None:
     if x.dim() < 1:
-        raise ValueError("positional_encoding: x must be [..., C], got a 0-d tensor")
+        raise ValueError(f"{fn}: {name} must be [..., C], got a 0-d tensor")
     if x.dtype not in _PE_DTYPES:
-        raise TypeError(f"positional_encoding: x must be a floating tensor, got {x.dtype}")
+        raise TypeError(f"{fn}: {name} must be a floating tensor, got {x.dtype}")
     if not 0 <= num_freqs <= 30:
-        raise ValueError(f"positional_encoding: num_freqs must be in [0, 30], got {num_freqs}")
+        raise ValueError(f"{fn}: num_freqs must be in [0, 30], got {num_freqs}")
 
 
 def _pe_scales(num_freqs: int, like: Tensor) -> Tensor:
@@ -490,7 +490,7 @@ def positional_encoding(x: Tensor, num_freqs: int, include_input: bool = True) -
 
 
 def _check_ipe_args(mean: Tensor, var: Tensor, num_freqs: int) -> None:
-    _check_pe_args(mean, num_freqs)
+    _check_pe_args(mean, num_freqs, "integrated_pos_enc", "mean")
     if var.shape != mean.shape:
         raise ValueError(f"integrated_pos_enc: mean and var must have one shape, got {tuple(mean.shape)} and "
                          f"{tuple(var.shape)}")

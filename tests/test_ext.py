@@ -358,6 +358,8 @@ def test_other_bad_arguments():
         _ext.integrated_pos_enc_backward(x, var, torch.zeros(5, 7), 4)
     with pytest.raises(ValueError, match="mean and var must have one shape"):
         sampling.integrated_pos_enc_ext(x, var[:4], 4)
+    with pytest.raises(TypeError, match="integrated_pos_enc: mean must be a floating tensor"):
+        sampling.integrated_pos_enc_ext(x.long(), var.long(), 4)
     with pytest.raises(ValueError, match="'crop_h' must be in"):
         _ext.ray_indices_fill(torch.empty(4, dtype=torch.int64), 1, 8, 8, 9, 8, 0, 0)
     with pytest.raises(TypeError, match="'out' must be int64"):
