@@ -9,10 +9,13 @@ is printed as one line and exits with status 2.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
+from nerfpipe import layout
+from nerfpipe.device import resolve_device
 from nerfpipe.errors import NerfpipeError
 
 # The original implementation's training flags, kept so that its users' commands carry over.
@@ -25,13 +28,16 @@ legacy flags of the original implementation (override the variant's settings):
 """
 
 
+def _json_option(text: str, flag: str = "--settings") -> object:
+    from nerfpipe.io import parse_json
+
+    return parse_json(text, flag)
+
+
 def _settings(args: argparse.Namespace, kind: str) -> dict:
     """Resolved settings from --settings JSON or from --config with --scene/--variant."""
     if getattr(args, "settings", None):
-        try:
-            value = json.loads(args.settings)
-        except json.JSONDecodeError as exc:
-            raise NerfpipeError(f"--settings: not valid JSON ({exc})") from exc
+        value = _json_option(args.settings)
         if not isinstance(value, dict):
             raise NerfpipeError("--settings: expected a JSON object")
         return value
@@ -41,12 +47,18 @@ def _settings(args: argparse.Namespace, kind: str) -> dict:
 
     cfg = cfgmod.load_config(args.config)
     if kind == "scene":
-        return cfgmod.resolve_scene(cfg, args.scene)
-    if kind == "variant":
-        settings = cfgmod.resolve_variant(cfg, args.variant, seed=args.seed)
-        settings["scene"] = args.scene
-        return settings
-    return cfg
+        return cfgmod.resolve_scene(cfg, _name(args, "scene"))
+    settings = cfgmod.resolve_variant(cfg, _name(args, "variant"), seed=args.seed)
+    settings["scene"] = _name(args, "scene")
+    return settings
+
+
+def _name(args: argparse.Namespace, kind: str) -> str:
+    """--scene / --variant, checked against the config's name pattern before any path is built."""
+    value = getattr(args, kind, None)
+    if value is None:
+        raise NerfpipeError(f"--{kind} is required with --config")
+    return layout.check_name(f"--{kind}", value)
 
 
 def _results_default(args: argparse.Namespace, stage: str) -> Path:
@@ -56,14 +68,15 @@ def _results_default(args: argparse.Namespace, stage: str) -> Path:
     if not getattr(args, "config", None) or not getattr(args, "scene", None):
         raise NerfpipeError(f"--{stage} is required without --config and --scene")
     cfg = cfgmod.load_config(args.config)
-    cfgmod.resolve_scene(cfg, args.scene)  # an unknown scene is named here, not as a missing folder
-    root = Path(cfg["results"])
+    scene = _name(args, "scene")
+    cfgmod.resolve_scene(cfg, scene)  # an unknown scene is named here, not as a missing folder
     if stage == "data":
-        return root / "data" / args.scene
+        return layout.data_dir(cfg["results"], scene)
     if stage == "rays":
-        return root / "rays" / args.scene
-    seed = 0 if args.seed is None else args.seed
-    return root / stage / args.scene / args.variant / f"seed{seed}"
+        return layout.rays_dir(cfg["results"], scene)
+    variant = _name(args, "variant")
+    cfgmod.resolve_variant(cfg, variant)  # likewise for an unknown variant
+    return layout.run_dir(cfg["results"], stage, scene, variant, 0 if args.seed is None else args.seed)
 
 
 def _path(args: argparse.Namespace, attr: str, stage: str) -> Path:
@@ -73,11 +86,13 @@ def _path(args: argparse.Namespace, attr: str, stage: str) -> Path:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
+    from nerfpipe.config import check_scene_settings
     from nerfpipe.data.prepare import prepare_scene
 
-    scene = _settings(args, "scene")
+    scene = check_scene_settings(_settings(args, "scene"))
     out = _path(args, "out", "data")
-    prepare_scene(args.scene or out.name, scene, out)
+    name = scene.get("scene") or args.scene or out.name
+    prepare_scene(layout.check_name("scene", name), scene, out)
     print(f"data: {out}")
 
 
@@ -108,10 +123,15 @@ def _apply_legacy_flags(settings: dict, args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from nerfpipe.config import check_train_settings
+    from nerfpipe.config import TRAIN_RUNTIME_KEYS, check_train_settings
     from nerfpipe.train import train
 
     settings = _apply_legacy_flags(_settings(args, "variant"), args)
+    if args.runtime:
+        runtime = _json_option(args.runtime, "--runtime")
+        if not isinstance(runtime, dict) or set(runtime) - set(TRAIN_RUNTIME_KEYS):
+            raise NerfpipeError(f"--runtime: expected a JSON object of {', '.join(TRAIN_RUNTIME_KEYS)}")
+        settings.update(runtime)
     if args.seed is not None:
         settings["seed"] = args.seed
     out = _path(args, "out", "train")
@@ -119,58 +139,86 @@ def cmd_train(args: argparse.Namespace) -> None:
     check_train_settings(settings)
     data = _path(args, "data", "data")
     rays = _path(args, "rays", "rays")
-    summary = train(data, rays, out, settings, threads=args.threads, device=args.device)
+    device = resolve_device(args.device)
+    summary = train(data, rays, out, settings, threads=args.threads, device=str(device))
     print(f"train: {out} ({summary['iterations']} iterations in {summary['train_seconds']:.1f} s, "
           f"{summary['rays_per_second']:.0f} rays/s, train PSNR {summary['final_train_psnr']:.2f} dB)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from nerfpipe.config import check_output_options, load_config, output_settings, resolve_variant
     from nerfpipe.evaluate import evaluate
 
+    if args.settings:
+        options = check_output_options(_json_option(args.settings))
+    elif args.config and args.variant:
+        options = output_settings(resolve_variant(load_config(args.config), _name(args, "variant")))
+    else:
+        options = {}
     data = _path(args, "data", "data")
     train_dir = _path(args, "train", "train")
     out = _path(args, "out", "eval")
-    m = evaluate(data, train_dir, out, chunk=args.chunk, threads=args.threads)
+    device = resolve_device(args.device)
+    m = evaluate(data, train_dir, out, chunk=args.chunk, threads=args.threads, device=str(device),
+                 options=options)
     print(f"evaluate: {out}: psnr {m['psnr']:.2f} dB (legacy softl1 figure {m['psnr_softl1']:.2f}), "
           f"ssim {m['ssim']:.4f}")
 
 
 def cmd_render(args: argparse.Namespace) -> None:
+    from nerfpipe.config import check_render_options
     from nerfpipe.render_stage import render_orbit_video
 
-    data = _path(args, "data", "data")
-    train_dir = _path(args, "train", "train")
-    out = _path(args, "out", "render")
     if args.settings:
-        options = json.loads(args.settings)
+        options = check_render_options(_json_option(args.settings))
     elif args.config:
         from nerfpipe import config as cfgmod
 
         options = cfgmod.load_config(args.config)["render"]
     else:
-        options = {}
-    render_orbit_video(data, train_dir, out, options, threads=args.threads, chunk=args.chunk)
+        options = check_render_options({})
+    data = _path(args, "data", "data")
+    train_dir = _path(args, "train", "train")
+    out = _path(args, "out", "render")
+    device = resolve_device(args.device)
+    render_orbit_video(data, train_dir, out, options, threads=args.threads, chunk=args.chunk,
+                       device=str(device))
     print(f"render: {out}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from nerfpipe.report import report
+    """--manifest FILE (what the workflow passes), or a manifest built from nerfpipe.layout below
+    --results for --config FILE or --settings JSON; the same report either way."""
+    from nerfpipe import report as rep
+    from nerfpipe.layout import REPORT_FILES, report_dir
 
-    if args.settings:
-        opts = json.loads(args.settings)
-    else:
+    given = [flag for flag in ("manifest", "settings", "config") if getattr(args, flag, None)]
+    if len(given) != 1:
+        raise NerfpipeError("give exactly one of --manifest FILE, --config FILE or --settings JSON"
+                            + (f" (got --{' and --'.join(given)})" if given else ""))
+    if args.manifest:
+        if args.results:
+            raise NerfpipeError("--results is not used with --manifest (the manifest names every file)")
+        if not args.out:
+            raise NerfpipeError("--out is required with --manifest")
+        manifest, source = rep.load_manifest(args.manifest), args.manifest
+        out = Path(args.out)
+    elif args.config:
         from nerfpipe import config as cfgmod
 
-        if not args.config:
-            raise NerfpipeError("report needs --settings JSON or --config FILE")
         cfg = cfgmod.load_config(args.config)
-        opts = {"scenes": list(cfg["scenes"]), "variants": list(cfg["variants"]), "seeds": cfg["seeds"],
-                "baseline": cfg["report"]["baseline"],
-                "ablations": {n: v["base"] for n, v in cfg["variants"].items() if "base" in v}}
-    out = Path(args.out)
-    report(Path(args.results), out, opts["scenes"], opts["variants"], opts["seeds"], opts["baseline"],
-           opts.get("ablations"))
-    print(f"report: {out / 'report.md'}")
+        results = args.results or cfg["results"]
+        manifest = rep.manifest_from_config(cfg, results, source=args.config)
+        source = f"manifest built from {args.config}"
+        out = Path(args.out) if args.out else report_dir(results)
+    else:
+        opts = rep.parse_settings(args.settings, "--settings")
+        results = args.results or "results"
+        manifest = rep.manifest_from_results(results, **opts, source="--settings")
+        source = "manifest built from --settings"
+        out = Path(args.out) if args.out else report_dir(results)
+    rep.build_report(manifest, out, source=source)
+    print(f"report: {out / REPORT_FILES['md']}")
 
 
 def cmd_readme(args: argparse.Namespace) -> None:
@@ -182,12 +230,40 @@ def cmd_readme(args: argparse.Namespace) -> None:
     print(f"readme: table from {args.report} written into {args.readme}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line, `nerfpipe CMD: error: ...`, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+# CLI options that are config keys too: each is checked against that key's schema entry.
+OPTION_SCHEMA = {
+    "threads": "properties/resources/properties/train/properties/threads",
+    "chunk": "$defs/train_settings/properties/eval_chunk",
+    "iterations": "$defs/train_settings/properties/iterations",
+    "grad_clip": "$defs/train_settings/properties/grad_clip",
+    "seed": "properties/seeds/items",
+}
+DEVICE_HELP = "torch device: cpu, cuda or cuda:N (default: cuda if available, else cpu)"
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    from nerfpipe.config import check_against
+
+    for attr, pointer in OPTION_SCHEMA.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            check_against(value, pointer, f"--{attr}")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nerfpipe", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="nerfpipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser, names: bool = True) -> None:
-        p.add_argument("--settings", help="resolved settings as a JSON object (what the workflow passes)")
+    def common(p: argparse.ArgumentParser, names: bool = True, settings: bool = True) -> None:
+        if settings:
+            p.add_argument("--settings", help="resolved settings as a JSON object (what the workflow passes)")
         p.add_argument("--config", help="config file to resolve settings from instead of --settings")
         if names:
             p.add_argument("--scene", help="scene name (with --config)")
@@ -201,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("rays", help="precompute the training rays of a scene")
-    common(p)
+    common(p, settings=False)
     p.add_argument("--data")
     p.add_argument("--out")
     p.set_defaults(func=cmd_rays)
@@ -212,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data")
     p.add_argument("--rays")
     p.add_argument("--out")
-    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--device", help=DEVICE_HELP)
+    p.add_argument("--runtime", help="JSON object of log_every, ckpt_every, max_bad_steps (what the "
+                   "workflow passes; they cannot change the weights)")
     p.add_argument("--iterations", type=int, help="override the number of iterations")
     p.add_argument("--sampling-backend", dest="sampling_backend", choices=["auto", "ext", "torch"])
     p.add_argument("-t", "--ref_nerf", action="store_true", help=argparse.SUPPRESS)
@@ -234,12 +312,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--train")
         p.add_argument("--out")
         p.add_argument("--chunk", type=int, help="rays per forward pass (bounds memory)")
+        p.add_argument("--device", help=DEVICE_HELP)
         p.set_defaults(func=func)
 
-    p = sub.add_parser("report", help="build the comparison report")
+    p = sub.add_parser("report", help="build the comparison report",
+                       description="nerfpipe report --manifest FILE --out DIR (the workflow), or "
+                       "--config FILE / --settings JSON [--results DIR] [--out DIR] (by hand)")
     common(p, names=False)
-    p.add_argument("--results", default="results")
-    p.add_argument("--out", default="results/report")
+    p.add_argument("--manifest", help="JSON manifest naming every run's files (the workflow writes it)")
+    p.add_argument("--results", help="results root to find the runs in, with --config (default: its "
+                   "results) or --settings (default: results)")
+    p.add_argument("--out", help="report folder (default: RESULTS/report; required with --manifest)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("readme", help="copy the report's table into README.md")
@@ -250,12 +333,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Exit status: 0 done, 2 bad input (one line naming the file, key or
+    flag), 1 anything unexpected (one line; NERFPIPE_DEBUG=1 shows the traceback), 130 Ctrl-C."""
     args = build_parser().parse_args(argv)
     try:
+        _check_options(args)
         args.func(args)
     except NerfpipeError as exc:
         print(f"nerfpipe {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"nerfpipe {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the top-level guard: never a bare traceback for users
+        if os.environ.get("NERFPIPE_DEBUG") == "1":
+            raise
+        text = " ".join(str(exc).split()) or "no message"
+        print(f"nerfpipe {args.command}: unexpected error: {type(exc).__name__}: {text} "
+              "(run with NERFPIPE_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 import re
 from pathlib import Path, PurePosixPath
@@ -56,20 +57,115 @@ def load_schema() -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML config (safe_load), validate it, fill defaults and cross-check it.
+    """Read a YAML config (safe loader), validate it, fill defaults and cross-check it.
 
-    Raises NerfpipeError naming `path` and the offending key on any problem.
+    A duplicated key at any level (YAML would silently keep the last one) and any syntax error
+    are refused with one line naming `path`, the line and column; tags that construct Python
+    objects are refused as by yaml.safe_load. Raises NerfpipeError naming `path` and the
+    offending key on any problem.
     """
     path = Path(path)
     if not path.is_file():
         raise NerfpipeError(f"{path}: config file not found")
     try:
-        cfg = yaml.safe_load(path.read_text())
+        cfg = _load_yaml(path.read_text())
     except yaml.YAMLError as exc:
-        raise NerfpipeError(f"{path}: not valid YAML ({exc})") from exc
+        raise NerfpipeError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from exc
     except UnicodeDecodeError as exc:
         raise NerfpipeError(f"{path}: not a text file ({exc})") from exc
+    except RecursionError as exc:
+        raise NerfpipeError(f"{path}: not valid YAML: nested too deeply") from exc
+    except ValueError as exc:  # e.g. an integer beyond Python's int/str conversion limit
+        raise NerfpipeError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
     return validate_config(cfg, source=str(path))
+
+
+class _DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names one key twice."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (at any level).
+
+    Keys merged in with `<<: *anchor` may be overridden, as YAML intends; only keys written twice
+    in the same mapping are refused. The message gives the dotted key path.
+    """
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._key_paths: dict[int, str] = {}
+        self._label_paths(node, "")
+        return super().construct_document(node)
+
+    def _label_paths(self, node: yaml.Node, prefix: str) -> None:
+        """Record each mapping node's dotted key path (the first path, for a node reached twice)."""
+        stack = [(node, prefix)]
+        while stack:
+            current, where = stack.pop()
+            if id(current) in self._key_paths:
+                continue
+            self._key_paths[id(current)] = where
+            if isinstance(current, yaml.MappingNode):
+                for key_node, value_node in current.value:
+                    label = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                    stack.append((value_node, f"{where}.{label}" if where else str(label)))
+            elif isinstance(current, yaml.SequenceNode):
+                for i, item in enumerate(current.value):
+                    stack.append((item, f"{where}[{i}]"))
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable: the base class reports it
+                    continue
+                if first is not None:
+                    parent = getattr(self, "_key_paths", {}).get(id(node), "")
+                    dotted = f"{parent}.{key}" if parent else str(key)
+                    raise _DuplicateKeyError(
+                        None, None,
+                        f"duplicate key {dotted!r} (first given at line {first.start_mark.line + 1}); "
+                        "YAML would silently keep only the last one",
+                        key_node.start_mark)
+                seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _StrictLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """pyyaml's multi-line message as one line: "line L, column C: problem (context at line L2)"."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        text = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+        if exc.context:
+            ctx = exc.context
+            if exc.context_mark is not None and exc.context_mark.line != mark.line:
+                ctx += f" at line {exc.context_mark.line + 1}"
+            text += f" ({ctx})"
+        if "'\\t'" in str(exc.problem):
+            text += "; indent with spaces, YAML does not allow tabs"
+        elif "could not determine a constructor for the tag" in str(exc.problem):
+            text += "; only plain YAML data is accepted (python tags are refused)"
+        return _one_line(text)
+    if isinstance(exc, yaml.reader.ReaderError):
+        char = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        return _one_line(f"position {exc.position}: unacceptable character {char}: {exc.reason}")
+    return _one_line(str(exc))
 
 
 def validate_config(cfg: Any, source: str = "config") -> dict[str, Any]:
@@ -82,9 +178,9 @@ def validate_config(cfg: Any, source: str = "config") -> dict[str, Any]:
     schema = load_schema()
     errors = _schema_errors(cfg, schema)
     if errors:
-        shown = "\n  ".join(errors[:_MAX_ERRORS])
-        more = f"\n  ... and {len(errors) - _MAX_ERRORS} more" if len(errors) > _MAX_ERRORS else ""
-        raise NerfpipeError(f"{source}: invalid config:\n  {shown}{more}")
+        shown = "; ".join(errors[:_MAX_ERRORS])
+        more = f"; ... and {len(errors) - _MAX_ERRORS} more" if len(errors) > _MAX_ERRORS else ""
+        raise NerfpipeError(f"{source}: invalid config: {shown}{more}")
     _cross_check(cfg, source)
     return cfg
 
@@ -161,7 +257,10 @@ def check_train_settings(settings: dict[str, Any], source: str = "--settings") -
     }
     errors = _schema_errors(settings, check)
     if errors:
-        raise NerfpipeError(f"{source}: invalid training settings:\n  " + "\n  ".join(errors[:_MAX_ERRORS]))
+        raise NerfpipeError(f"{source}: invalid training settings: " + "; ".join(errors[:_MAX_ERRORS]))
+    if not _NAME_RE.match(settings["variant"]):
+        raise NerfpipeError(f"{source}: variant: {settings['variant']!r} must match {_NAME_RE.pattern}")
+    check_sample_counts(settings, source)
     return settings
 
 
@@ -235,11 +334,23 @@ def _schema_errors(cfg: dict[str, Any], schema: dict[str, Any]) -> list[str]:
 
     validator_cls = _validator_with_defaults(jsonschema.Draft202012Validator)
     validator = validator_cls(schema)
-    lines = []
+    lines = [f"{path}: {value!r} is not a finite number" for path, value in _non_finite(cfg)]
     for error in sorted(validator.iter_errors(cfg), key=lambda e: [str(p) for p in e.absolute_path]):
         path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         lines.append(f"{path}: {_message(error, schema)}")
     return lines
+
+
+def _non_finite(value: Any, path: str = "") -> list[tuple[str, float]]:
+    """(key path, value) of every NaN or infinity in a parsed config or settings object (JSON
+    schema's "number" admits them; no setting of ours means anything with them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(path or "(top level)", value)]
+    if isinstance(value, dict):
+        return [hit for k, v in value.items() for hit in _non_finite(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [hit for i, v in enumerate(value) for hit in _non_finite(v, f"{path}.{i}" if path else str(i))]
+    return []
 
 
 def _validator_with_defaults(validator_cls: Any) -> Any:
@@ -310,6 +421,8 @@ def _cross_check(cfg: dict[str, Any], source: str) -> None:
             _base_chain(cfg, name)
     except NerfpipeError as exc:
         raise NerfpipeError(f"{source}: {exc}") from None
+    for name in cfg["variants"]:
+        check_sample_counts(resolve_variant(cfg, name), f"{source}: variants.{name}")
     baseline = cfg["report"]["baseline"]
     if baseline not in cfg["variants"]:
         raise NerfpipeError(
@@ -322,3 +435,89 @@ def _cross_check(cfg: dict[str, Any], source: str) -> None:
             raise NerfpipeError(
                 f"{source}: scenes.{name}: near ({scene['near']}) must be less than far ({scene['far']})"
             )
+
+
+# Training keys that cannot change the trained weights: how often to log and checkpoint (resume
+# is bit-identical), when to give up on non-finite steps, and options of the later stages that
+# the variant carries for them. They are left out of the train rule's rerun trigger and of the
+# checkpoint fingerprint, so changing them never retrains.
+TRAIN_RUNTIME_KEYS = ("log_every", "ckpt_every", "max_bad_steps")
+OUTPUT_KEYS = ("eval_chunk", "render_depth", "render_normal")
+# Recorded for people only (the original implementation's --dataset_name).
+RECORD_ONLY_KEYS = ("dataset_name",)
+
+
+def weight_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The training settings that determine the weights (the rest: TRAIN_RUNTIME_KEYS, OUTPUT_KEYS,
+    RECORD_ONLY_KEYS). Same settings + same inputs + same seed give the same weights on CPU."""
+    skip = {*TRAIN_RUNTIME_KEYS, *OUTPUT_KEYS, *RECORD_ONLY_KEYS}
+    return {k: v for k, v in settings.items() if k not in skip}
+
+
+def output_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The evaluate/render options a variant carries: chunk size and which images to write."""
+    return {k: settings[k] for k in OUTPUT_KEYS if k in settings}
+
+
+def check_against(value: Any, pointer: str, label: str) -> Any:
+    """Check `value` against the schema node at `pointer` (e.g. "$defs/train_settings/properties/lr");
+    raise a one-line NerfpipeError naming `label` (a flag or key) on failure. Returns `value`."""
+    schema = load_schema()
+    node: Any = schema
+    for part in pointer.split("/"):
+        node = node[part]
+    errors = _schema_errors(value, {**node, "$defs": schema["$defs"]})
+    if errors:
+        detail = "; ".join(e.split(": ", 1)[1] if e.startswith("(top level): ") else e for e in errors)
+        raise NerfpipeError(f"{label}: {detail}")
+    return value
+
+
+def check_output_options(options: Any, source: str = "--settings") -> dict[str, Any]:
+    """Evaluate/render options (OUTPUT_KEYS) with the schema's types and bounds."""
+    if not isinstance(options, dict):
+        raise NerfpipeError(f"{source}: expected a JSON object of {', '.join(OUTPUT_KEYS)}")
+    unknown = sorted(set(options) - set(OUTPUT_KEYS))
+    if unknown:
+        raise NerfpipeError(f"{source}: unknown key {unknown[0]!r}; evaluate takes {', '.join(OUTPUT_KEYS)}")
+    for key, value in options.items():
+        check_against(value, f"$defs/train_settings/properties/{key}", f"{source}: {key}")
+    return options
+
+
+def check_render_options(options: Any, source: str = "--settings") -> dict[str, Any]:
+    """The config's `render` section (plus an optional eval_chunk), defaults filled in."""
+    if not isinstance(options, dict):
+        raise NerfpipeError(f"{source}: expected a JSON object of render options")
+    options = dict(options)
+    chunk = options.pop("eval_chunk", None)
+    checked = copy.deepcopy(options)
+    check_against(checked, "properties/render", source)
+    if chunk is not None:
+        checked["eval_chunk"] = check_against(chunk, "$defs/train_settings/properties/eval_chunk",
+                                              f"{source}: eval_chunk")
+    return checked
+
+
+def check_scene_settings(scene: Any, source: str = "--settings") -> dict[str, Any]:
+    """One scene's settings (what `resolve_scene` returns) against the schema."""
+    if not isinstance(scene, dict):
+        raise NerfpipeError(f"{source}: expected a JSON object of scene settings")
+    scene = copy.deepcopy(scene)
+    name = scene.pop("scene", None)
+    if name is not None and not (isinstance(name, str) and _NAME_RE.match(name)):
+        raise NerfpipeError(f"{source}: scene: {name!r} must match {_NAME_RE.pattern}")
+    _precheck_choices({"scenes": {"scene": scene}}, source)
+    check_against(scene, "$defs/scene", source)
+    if "near" in scene and "far" in scene and not scene["near"] < scene["far"]:
+        raise NerfpipeError(f"{source}: near ({scene['near']}) must be less than far ({scene['far']})")
+    if name is not None:
+        scene["scene"] = name
+    return scene
+
+
+def check_sample_counts(settings: dict[str, Any], source: str) -> None:
+    """Cross-key rule of the sampling settings: the two-level methods need fine samples."""
+    if settings.get("method") in ("nerf", "mipnerf") and settings.get("n_importance", 1) < 1:
+        raise NerfpipeError(f"{source}: n_importance: {settings['n_importance']} fine samples; "
+                            f"{settings['method']} needs at least 1")

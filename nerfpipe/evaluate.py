@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nerfpipe import guard, layout, metrics, precision, sampling, visualize
 from nerfpipe import io as nio
-from nerfpipe import metrics, precision, sampling, visualize
 from nerfpipe.data.prepare import load_split
+from nerfpipe.device import resolve_device
 from nerfpipe.diagnostics import write_weight_profiles
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.inference import load_trained, render_view
@@ -26,32 +27,38 @@ from nerfpipe.train import background_color, composite_background
 
 
 def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None = None,
-             threads: int | None = None, split: str = "test", save_renders: bool = True) -> dict:
+             threads: int | None = None, split: str = "test", save_renders: bool = True,
+             device: str | None = None, options: dict | None = None) -> dict:
     """Render the full `split` at the evaluation resolution; write metrics.json, per_image.csv,
     weights.json and renders/ (rgb, depth, normal, strip PNGs) into out_dir. Returns the metrics.
 
-    Renders go to a temporary folder that replaces renders/ only when everything succeeded, so
-    a failure leaves no partial renders beside older good ones.
+    options: evaluate options overriding the ones the model was trained with (config.OUTPUT_KEYS:
+    eval_chunk, render_depth, render_normal); `chunk` overrides eval_chunk. Renders go to a
+    temporary folder that replaces renders/ only when everything succeeded, so a failure leaves
+    no partial renders beside older good ones.
     """
     data_dir, train_dir, out_dir = Path(data_dir), Path(train_dir), Path(out_dir)
     if threads:
         torch.set_num_threads(threads)
     # Check every input before anything is created under out_dir.
-    model, settings = load_trained(train_dir)
+    dev = resolve_device(device)
     data = load_split(data_dir, split)
     meta = data["meta"]
+    model, settings = load_trained(train_dir, dev, data_meta=meta, data_dir=data_dir, overrides=options)
     window = 2 * metrics.SSIM_RADIUS + 1
     if min(int(meta["height"]), int(meta["width"])) < window:
         raise NerfpipeError(f"{data_dir / 'meta.json'}: {split} images are {meta['height']}x{meta['width']}; "
                             f"evaluation needs at least {window}x{window} (the SSIM window)")
-    renders = nio.make_temp_dir(out_dir / "renders")
-    try:
-        result = _evaluate(model, settings, data, data_dir, train_dir, out_dir, renders, chunk, split,
-                           save_renders)
-        nio.replace_dir(renders, out_dir / "renders")
-    except BaseException:
-        shutil.rmtree(renders, ignore_errors=True)
-        raise
+    with guard.owned_output_dir(out_dir, "evaluate", inputs=[data_dir, train_dir],
+                                legacy_names=(*layout.EVAL_FILES.values(), layout.EVAL_RENDERS)):
+        renders = nio.make_temp_dir(out_dir / layout.EVAL_RENDERS)
+        try:
+            result = _evaluate(model, settings, data, data_dir, train_dir, out_dir, renders, chunk, split,
+                               save_renders)
+            nio.replace_dir(renders, out_dir / layout.EVAL_RENDERS)
+        except BaseException:
+            shutil.rmtree(renders, ignore_errors=True)
+            raise
     return result
 
 

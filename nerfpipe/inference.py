@@ -11,6 +11,7 @@ import torch
 from nerfpipe import io as nio
 from nerfpipe import precision, sampling
 from nerfpipe import rays as camera
+from nerfpipe.config import OUTPUT_KEYS
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import RadianceModel, RayBundle, build_model
 from nerfpipe.train import ARCHITECTURE_KEYS, background_color
@@ -19,13 +20,32 @@ from nerfpipe.train import ARCHITECTURE_KEYS, background_color
 IMAGE_KEYS = ("rgb", "depth", "acc", "normals", "normals_pred")
 
 
-def load_trained(train_dir: Path, device: str | torch.device = "cpu") -> tuple[RadianceModel, dict]:
-    """Load results/train/.../model.pt (weights_only) and rebuild its model in eval mode."""
+def load_trained(train_dir: Path, device: str | torch.device = "cpu",
+                 data_meta: dict | None = None, data_dir: Path | None = None,
+                 overrides: dict | None = None) -> tuple[RadianceModel, dict]:
+    """Load results/train/.../model.pt (weights_only) and rebuild its model in eval mode on `device`.
+
+    With `data_meta` (the meta.json of the data folder it will be evaluated on), a model trained on
+    other data (another scene, or the scene before its images changed) is an error. `overrides`
+    replace output options of the training settings (config.OUTPUT_KEYS), never weight settings.
+    """
     path = Path(train_dir) / "model.pt"
     ckpt = nio.load_torch(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "settings" not in ckpt:
         raise NerfpipeError(f"{path}: not a nerfpipe model file (missing 'model' or 'settings')")
     settings = json.loads(ckpt["settings"])
+    if data_meta is not None:
+        trained_on, here = ckpt.get("data_fingerprint"), data_meta.get("fingerprint")
+        if trained_on is None or here is None or trained_on != here:
+            where = Path(data_dir or "data") / "meta.json"
+            raise NerfpipeError(
+                f"{path}: model was trained on other data than {where} describes (scene "
+                f"{settings.get('scene')!r} with data fingerprint {str(trained_on)[:12]}, this folder: "
+                f"scene {data_meta.get('scene')!r}, {str(here)[:12]}); rerun training on this data")
+    for key, value in (overrides or {}).items():
+        if key not in OUTPUT_KEYS:
+            raise NerfpipeError(f"{key}: not an evaluate/render option (those are {', '.join(OUTPUT_KEYS)})")
+        settings[key] = value
     model = build_model(settings)
     try:
         model.load_state_dict(ckpt["model"])

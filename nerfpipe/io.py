@@ -8,6 +8,7 @@ truncated file that a later stage would trust.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -29,11 +30,15 @@ os.umask(_UMASK)
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`.
 
-    On an exception the temporary file is removed and `path` is left untouched.
+    On an exception the temporary file is removed and `path` is left untouched. An OSError
+    (disk full, permission denied, ...) becomes a NerfpipeError naming `path`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     os.close(fd)
     # mkstemp creates 0600 files; artifacts get the usual permissions (shared results on a cluster).
     os.chmod(tmp, 0o666 & ~_UMASK)
@@ -43,9 +48,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise write_error(path, exc) from exc
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def write_error(path: Path, exc: OSError) -> NerfpipeError:
+    """One-line error for a failed write; the earlier artifact at `path` is still in place."""
+    return NerfpipeError(f"{path}: cannot write ({exc.strerror or exc}); nothing was replaced")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -68,9 +81,12 @@ def make_temp_dir(out_dir: Path) -> Path:
     the artifact folder itself.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    os.chmod(tmp, 0o777 & ~_UMASK)
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)
+    except OSError as exc:
+        raise write_error(out_dir, exc) from exc
     return tmp
 
 
@@ -81,10 +97,15 @@ def replace_dir(tmp_dir: Path, out_dir: Path) -> None:
     """
     out_dir = Path(out_dir)
     old = None
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        os.replace(out_dir, old / out_dir.name)
-    os.replace(tmp_dir, out_dir)
+    try:
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old / out_dir.name)
+        os.replace(tmp_dir, out_dir)
+    except OSError as exc:
+        if old is not None and (old / out_dir.name).exists() and not out_dir.exists():
+            os.replace(old / out_dir.name, out_dir)  # put the previous output back
+        raise write_error(out_dir, exc) from exc
     _fsync_dir(out_dir.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -117,10 +138,19 @@ def write_csv(path: str | os.PathLike, rows: list[dict], empty_header: tuple[str
     write_text(path, buf.getvalue())
 
 
-def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> str:
+    """Write `array` as .npy; returns the SHA-256 hex digest of the file's bytes."""
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
-    write_bytes(path, buf.getvalue())
+    data = buf.getvalue()
+    write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint(parts: dict[str, Any]) -> str:
+    """SHA-256 hex digest of a JSON-serialisable dict (keys sorted): a content identity."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
@@ -149,7 +179,21 @@ def load_torch(path: str | os.PathLike) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt files
-        raise NerfpipeError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+        text = str(exc)
+        if "Weights only load failed" in text or "weights_only" in text:
+            # torch's message suggests weights_only=False; for a file we did not write, never do that.
+            raise NerfpipeError(f"{path}: not a nerfpipe checkpoint: it holds pickled objects other than "
+                                "tensors and plain data, which are never unpickled") from exc
+        first = next((line.strip() for line in text.splitlines() if line.strip()), "no message")
+        raise NerfpipeError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {first})") from exc
+
+
+def parse_json(text: str, source: str) -> Any:
+    """json.loads with a one-line NerfpipeError naming `source` (a flag or file) on bad input."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, int digit limits, deep nesting
+        raise NerfpipeError(f"{source}: not valid JSON ({' '.join(str(exc).split())[:200]})") from exc
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -158,5 +202,5 @@ def read_json(path: str | os.PathLike) -> Any:
         raise NerfpipeError(f"{path}: file not found")
     try:
         return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, int limits
         raise NerfpipeError(f"{path}: not valid JSON ({exc})") from exc

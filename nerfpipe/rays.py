@@ -24,11 +24,28 @@ import torch
 
 from nerfpipe import io as nio
 from nerfpipe.errors import NerfpipeError
+from nerfpipe.guard import check_output_dir, write_marker
 
 # Below this norm the look-at "up" vector is treated as parallel to the viewing direction.
 LOOK_AT_PARALLEL_EPS = 1e-6
 
-RAY_CACHE_ARRAYS = ("origins", "directions", "viewdirs", "radii", "rgba")
+RAY_CACHE_WIDTHS = {"origins": 3, "directions": 3, "viewdirs": 3, "radii": 1, "rgba": 4}
+RAY_CACHE_ARRAYS = tuple(RAY_CACHE_WIDTHS)
+RAY_CACHE_FILES = tuple(f"{k}.npy" for k in RAY_CACHE_ARRAYS)
+RAY_CACHE_FORMAT = 1  # bump when the arrays' meaning changes: every cache's fingerprint changes
+# Free space kept beside a new ray cache (the old cache is still there until the swap).
+DISK_HEADROOM_BYTES = 64 << 20
+
+
+def _check_disk_space(out_dir: Path, needed: int) -> None:
+    """Refuse to start a ray cache that cannot fit on the output's file system."""
+    probe = Path(out_dir).resolve()
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed + DISK_HEADROOM_BYTES > free:
+        raise NerfpipeError(f"{out_dir}: the ray cache needs {needed / 2**30:.2f} GiB but only "
+                            f"{free / 2**30:.2f} GiB are free on its file system")
 
 
 def focal_from_fov(width: int, camera_angle_x: float) -> float:
@@ -150,10 +167,15 @@ def build_ray_cache(data_dir: Path, out_dir: Path) -> None:
     n_pix = height * width
     total = n * n_pix
     radius = pixel_radii(height, width, focal)
+    if "fingerprint" not in meta:
+        raise NerfpipeError(f"{data_dir / 'meta.json'}: no content fingerprint (written by an older "
+                            "nerfpipe); rerun the data stage")
+    check_output_dir(out_dir, "rays", inputs=[data_dir], legacy_names=(*RAY_CACHE_FILES, "meta.json"))
+    _check_disk_space(out_dir, total * sum(RAY_CACHE_WIDTHS.values()) * 4)
 
     tmp_dir = nio.make_temp_dir(out_dir)
     try:
-        shapes = {"origins": 3, "directions": 3, "viewdirs": 3, "radii": 1, "rgba": 4}
+        shapes = RAY_CACHE_WIDTHS
         arrays = {k: np.lib.format.open_memmap(tmp_dir / f"{k}.npy", mode="w+", dtype=np.float32,
                                                shape=(total, c)) for k, c in shapes.items()}
         for i in range(n):
@@ -171,9 +193,13 @@ def build_ray_cache(data_dir: Path, out_dir: Path) -> None:
         for k in shapes:
             with open(tmp_dir / f"{k}.npy", "rb+") as f:
                 os.fsync(f.fileno())
-        nio.write_json(tmp_dir / "meta.json", {
-            "height": int(height), "width": int(width), "n_images": int(n), "focal": focal,
-            "near": float(meta["near"]), "far": float(meta["far"])})
+        cache_meta = {"height": int(height), "width": int(width), "n_images": int(n), "focal": focal,
+                      "near": float(meta["near"]), "far": float(meta["far"]),
+                      "data_fingerprint": meta["fingerprint"]}
+        # The rays are a pure function of the data: their identity is the data's plus the format.
+        cache_meta["fingerprint"] = nio.fingerprint({"rays_format": RAY_CACHE_FORMAT, **cache_meta})
+        nio.write_json(tmp_dir / "meta.json", cache_meta)
+        write_marker(tmp_dir, "rays")
         nio.replace_dir(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -192,7 +218,7 @@ def load_ray_cache(rays_dir: Path) -> dict:
     meta = nio.read_json(rays_dir / "meta.json")
     out: dict = {"meta": meta}
     n_rays = int(meta["n_images"]) * int(meta["height"]) * int(meta["width"])
-    widths = {"origins": 3, "directions": 3, "viewdirs": 3, "radii": 1, "rgba": 4}
+    widths = RAY_CACHE_WIDTHS
     for key in RAY_CACHE_ARRAYS:
         path = rays_dir / f"{key}.npy"
         if not path.is_file():

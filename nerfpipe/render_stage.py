@@ -6,8 +6,10 @@ from pathlib import Path
 
 import torch
 
+from nerfpipe import guard, layout
 from nerfpipe import rays as camera
 from nerfpipe.data.prepare import load_split
+from nerfpipe.device import resolve_device
 from nerfpipe.inference import load_trained, render_view
 from nerfpipe.video import render_orbit
 
@@ -15,14 +17,23 @@ DEFAULTS = {"frames": 40, "elevation_deg": 30.0, "radius": 4.0, "fps": 15, "reso
 
 
 def render_orbit_video(data_dir: Path, train_dir: Path, out_dir: Path, options: dict,
-                       threads: int | None = None, chunk: int | None = None) -> dict:
+                       threads: int | None = None, chunk: int | None = None,
+                       device: str | None = None) -> dict:
     """Render `frames` views on a circle at `elevation_deg` and `radius` around the origin, at the
-    scene's resolution times `resolution_scale`; writes orbit_*.mp4/gif into out_dir."""
+    scene's resolution times `resolution_scale`; writes orbit_rgb.mp4, orbit_rgb.gif,
+    orbit_depth.gif and orbit_normal.gif (density normals, every method) into out_dir.
+
+    options: the config's `render` section, plus optionally `eval_chunk` (rays per pass)."""
     opts = {**DEFAULTS, **options}
     if threads:
         torch.set_num_threads(threads)
-    model, settings = load_trained(train_dir)
+    dev = resolve_device(device)
     meta = load_split(data_dir, "test", mmap=True)["meta"]  # only the cameras' meta is needed
+    overrides = {"render_normal": True}  # the orbit always shows density normals
+    if "eval_chunk" in opts:
+        overrides["eval_chunk"] = opts["eval_chunk"]
+    model, settings = load_trained(train_dir, dev, data_meta=meta, data_dir=Path(data_dir),
+                                   overrides=overrides)
     height = max(1, round(int(meta["height"]) * opts["resolution_scale"]))
     width = max(1, round(int(meta["width"]) * opts["resolution_scale"]))
     poses = camera.orbit_poses(int(opts["frames"]), float(opts["elevation_deg"]), float(opts["radius"]))
@@ -34,5 +45,7 @@ def render_orbit_video(data_dir: Path, train_dir: Path, out_dir: Path, options: 
         view.pop("normals_pred", None)
         return view
 
-    return render_orbit(render_fn, poses, Path(out_dir), float(meta["near"]), float(meta["far"]),
-                        int(opts["fps"]))
+    with guard.owned_output_dir(Path(out_dir), "render", inputs=[Path(data_dir), Path(train_dir)],
+                                legacy_names=layout.RENDER_FILES.values()):
+        return render_orbit(render_fn, poses, Path(out_dir), float(meta["near"]), float(meta["far"]),
+                            int(opts["fps"]))

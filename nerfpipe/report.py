@@ -1,7 +1,18 @@
 """Report stage: one table, plots and media for every scene x variant x seed.
 
-Reads results/train/.../summary.json + train_log.csv, results/eval/.../metrics.json +
-renders/000_strip.png and results/render/.../orbit_*.{gif,mp4}; writes into `out_dir`:
+Reads only the files a *manifest* names (`check_manifest`): settings plus one entry per run,
+
+    {"scenes": [...], "variants": [...], "seeds": [...], "baseline": "nerf",
+     "ablations": {ablation: base, ...},
+     "runs": [{"scene", "variant", "seed", "summary", "train_log", "config", "metrics",
+               "per_image", "weights", "renders", "rgb_gif", "depth_gif", "normal_gif",
+               "rgb_mp4"}, ...]}     (paths; relative ones from the current folder)
+
+The workflow's `report_manifest` rule writes it from its declared inputs; by hand,
+`manifest_from_config` / `manifest_from_results` build the same from nerfpipe.layout. The
+summary.json, train_log.csv, metrics.json, renders/000_strip.png and the orbit GIFs and mp4 go
+into the table and media; `build_report` writes into `out_dir` (the outputs the report rule
+declares, nerfpipe.layout.REPORT_FILES and REPORT_DIRS, plus the STAGE_MARKER):
 
     report.md     the table (mean ± std over seeds), footnotes, paired comparisons, figures
     report.csv    the table in machine-readable form (one row per scene x variant, plus a
@@ -17,7 +28,11 @@ renders/000_strip.png and results/render/.../orbit_*.{gif,mp4}; writes into `out
     videos/       copies of the orbit mp4 files
 
 The section "Reproducing the original's figures" (`nerfpipe.figures_repro`) also reads each
-run's eval/.../weights.json, renders/000_rgb.png and 000_depth.png, and train/.../config.json.
+run's weights.json, renders/000_rgb.png and 000_depth.png, and config.json.
+
+The report is one transaction: built in a temporary sibling folder and swapped onto `out_dir`
+only when complete (a failure leaves the previous report as it was); an `out_dir` that is
+neither empty nor a previous report is refused.
 
 The headline metric is `psnr` (MSE-based); `psnr_softl1` is the legacy figure, kept beside
 it so the gap stays visible. A missing input is a NerfpipeError naming the file.
@@ -28,7 +43,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import itertools
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,8 +54,21 @@ import numpy as np
 import pandas as pd
 
 from nerfpipe import figures_repro as repro
+from nerfpipe import guard
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.io import read_json, write_bytes, write_text
+from nerfpipe.io import make_temp_dir, parse_json, read_json, replace_dir, write_bytes, write_json, write_text
+from nerfpipe.layout import (
+    EVAL_FILES,
+    EVAL_RENDERS,
+    NAME_RE,
+    RENDER_FILES,
+    REPORT_DIRS,
+    REPORT_FILES,
+    STAGE_MARKER,
+    TRAIN_FILES,
+    run_dir,
+    run_rel,
+)
 from nerfpipe.stats import CONFIDENCE, paired_comparison
 
 MEAN_ROW = "mean"
@@ -116,13 +146,263 @@ LEGACY_SENTENCE = (
 )
 
 
+# ---------------------------------------------------------------------------- manifest
+
+# What the report reads of one run, by manifest key: the layout's file names (nerfpipe.layout)
+# and the stage folder each lies in. `renders` is a folder (evaluation renders), the rest files.
+RUN_FILES: dict[str, tuple[str, str]] = {
+    "summary": ("train", TRAIN_FILES["summary"]),
+    "train_log": ("train", TRAIN_FILES["train_log"]),
+    "config": ("train", TRAIN_FILES["config"]),
+    "metrics": ("eval", EVAL_FILES["metrics"]),
+    "per_image": ("eval", EVAL_FILES["per_image"]),
+    "weights": ("eval", EVAL_FILES["weights"]),
+    "renders": ("eval", EVAL_RENDERS),
+    "rgb_gif": ("render", RENDER_FILES["rgb_gif"]),
+    "depth_gif": ("render", RENDER_FILES["depth_gif"]),
+    "normal_gif": ("render", RENDER_FILES["normal_gif"]),
+    "rgb_mp4": ("render", RENDER_FILES["rgb_mp4"]),
+}
+RUN_FOLDERS = ("renders",)
+NULLABLE_FILES = ("normal_gif",)  # null: that run has no normals GIF
+SETTINGS_KEYS = ("scenes", "variants", "seeds", "baseline", "ablations")
+MANIFEST_KEYS = (*SETTINGS_KEYS, "runs")
+RUN_KEYS = ("scene", "variant", "seed", *RUN_FILES)
+FIGURES, VIDEOS = REPORT_DIRS["figures"], REPORT_DIRS["videos"]
+STAGE = "report"  # the stage named by the STAGE_MARKER in a report folder (nerfpipe.guard)
+
+RunKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A checked report manifest: the settings and, per run, the paths of the files it reads."""
+
+    source: str  # where it came from (the manifest file, "--settings", ...), for error messages
+    scenes: list[str]
+    variants: list[str]
+    seeds: list[int]
+    baseline: str
+    ablations: dict[str, str]
+    runs: dict[RunKey, dict[str, Path | None]]  # in the manifest's order
+
+    def files(self, scene: str, variant: str, seed: int) -> dict[str, Path | None]:
+        return self.runs[(scene, variant, seed)]
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise NerfpipeError(f"{where}: expected a JSON object, got {_kind(value)}")
+    return value
+
+
+def _keys(obj: dict[str, Any], where: str, required: tuple[str, ...], allowed: tuple[str, ...]) -> None:
+    missing = [k for k in required if k not in obj]
+    if missing:
+        raise NerfpipeError(f"{where}: missing key(s) {', '.join(missing)}")
+    unknown = [str(k) for k in obj if k not in allowed]
+    if unknown:
+        raise NerfpipeError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(allowed)})")
+
+
+def _names(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise NerfpipeError(f"{where}: expected a non-empty list of names, got {_kind(value)} {value!r}")
+    for i, name in enumerate(value):
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise NerfpipeError(f"{where}[{i}]: {name!r} is not a name (letters, digits and underscores)")
+    _no_repeats(value, where)
+    return list(value)
+
+
+def _no_repeats(values: list[Any], where: str) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise NerfpipeError(f"{where}: {value!r} is listed twice")
+        seen.add(value)
+
+
+def check_settings(value: Any, source: str, ablations_required: bool = False) -> dict[str, Any]:
+    """The report settings {"scenes", "variants", "seeds", "baseline", "ablations"} checked:
+    a NerfpipeError naming `source` and the key on a missing key, wrong type or unknown name.
+    `ablations` (ablation variant -> its base) defaults to none unless `ablations_required`."""
+    obj = _object(value, source)
+    required = SETTINGS_KEYS if ablations_required else SETTINGS_KEYS[:-1]
+    _keys(obj, source, required, SETTINGS_KEYS)
+    scenes = _names(obj["scenes"], f"{source}: scenes")
+    variants = _names(obj["variants"], f"{source}: variants")
+    seeds = obj["seeds"]
+    if not isinstance(seeds, list) or not seeds:
+        raise NerfpipeError(f"{source}: seeds: expected a non-empty list of integers, got {_kind(seeds)}")
+    for i, seed in enumerate(seeds):
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise NerfpipeError(f"{source}: seeds[{i}]: expected an integer >= 0, got {seed!r}")
+    _no_repeats(seeds, f"{source}: seeds")
+    baseline = obj["baseline"]
+    if not isinstance(baseline, str) or baseline not in variants:
+        raise NerfpipeError(f"{source}: baseline: {baseline!r} is not one of the variants {variants}")
+    ablations = _object(obj.get("ablations", {}), f"{source}: ablations")
+    for ablation, base in ablations.items():
+        for role, name in (("ablation", ablation), ("base", base)):
+            if name not in variants:
+                raise NerfpipeError(
+                    f"{source}: ablations: {role} {name!r} is not one of the variants {variants}"
+                )
+        if ablation == base:
+            raise NerfpipeError(f"{source}: ablations: {ablation!r} is its own base")
+    return {"scenes": scenes, "variants": variants, "seeds": list(seeds), "baseline": baseline,
+            "ablations": dict(ablations)}
+
+
+def parse_settings(text: str, source: str = "--settings") -> dict[str, Any]:
+    """check_settings of a JSON string (what `nerfpipe report --settings` receives)."""
+    return check_settings(parse_json(text, source), source)
+
+
+def check_manifest(value: Any, source: str) -> Manifest:
+    """A manifest (JSON object) checked: the settings (check_settings), and `runs` listing every
+    scene x variant x seed exactly once with a path (a non-empty string) for every key of RUN_FILES.
+    Errors name `source` and the key, e.g. `report.json: runs[3].weights: ...`."""
+    if isinstance(value, Manifest):
+        return value
+    obj = _object(value, source)
+    _keys(obj, source, MANIFEST_KEYS, MANIFEST_KEYS)
+    settings = check_settings({k: obj[k] for k in SETTINGS_KEYS}, source, ablations_required=True)
+    scenes, variants, seeds = settings["scenes"], settings["variants"], settings["seeds"]
+    entries = obj["runs"]
+    if not isinstance(entries, list):
+        raise NerfpipeError(f"{source}: runs: expected a list of run objects, got {_kind(entries)}")
+    runs: dict[RunKey, dict[str, Path | None]] = {}
+    for i, entry in enumerate(entries):
+        where = f"{source}: runs[{i}]"
+        _keys(_object(entry, where), where, RUN_KEYS, RUN_KEYS)
+        for key, allowed in (("scene", scenes), ("variant", variants), ("seed", seeds)):
+            value = entry[key]
+            if type(value) is not type(allowed[0]) or value not in allowed:  # no 0.0 or True for 0
+                raise NerfpipeError(f"{where}.{key}: {value!r} is not one of the {key}s {allowed}")
+        run = (entry["scene"], entry["variant"], entry["seed"])
+        if run in runs:
+            raise NerfpipeError(f"{where}: run {run_rel(*run)} is listed twice")
+        files: dict[str, Path | None] = {}
+        for key in RUN_FILES:
+            path = entry[key]
+            if path is None and key in NULLABLE_FILES:
+                files[key] = None
+            elif isinstance(path, str) and path:
+                files[key] = Path(path)
+            else:
+                raise NerfpipeError(f"{where}.{key}: expected a path (a non-empty string), got {path!r}")
+        runs[run] = files
+    absent = [run_rel(*r) for r in itertools.product(scenes, variants, seeds) if r not in runs]
+    if absent:
+        more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
+        raise NerfpipeError(
+            f"{source}: runs: no entry for {', '.join(absent[:3])}{more} (every scene x variant x seed "
+            "must be listed)"
+        )
+    return Manifest(source=source, runs=runs, **settings)
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and check a manifest file (what the workflow's report_manifest rule writes)."""
+    return check_manifest(read_json(path), str(path))
+
+
+def manifest_from_results(
+    results_dir: str | Path,
+    scenes: list[str],
+    variants: list[str],
+    seeds: list[int],
+    baseline: str,
+    ablations: dict[str, str] | None = None,
+    source: str = "report",
+) -> dict[str, Any]:
+    """The manifest of runs laid out below `results_dir` as nerfpipe.layout places them (what the
+    workflow's report_manifest rule writes from its declared inputs), as a JSON-ready dict."""
+    settings = check_settings(
+        {"scenes": scenes, "variants": variants, "seeds": seeds, "baseline": baseline,
+         "ablations": dict(ablations or {})},
+        source,
+    )
+    runs = []
+    for scene, variant, seed in itertools.product(
+        settings["scenes"], settings["variants"], settings["seeds"]
+    ):
+        entry: dict[str, Any] = {"scene": scene, "variant": variant, "seed": seed}
+        for key, (stage, name) in RUN_FILES.items():
+            entry[key] = str(run_dir(results_dir, stage, scene, variant, seed) / name)
+        runs.append(entry)
+    return {**settings, "runs": runs}
+
+
+def manifest_from_config(cfg: dict[str, Any], results: str | Path | None = None,
+                         source: str = "config") -> dict[str, Any]:
+    """manifest_from_results for a loaded config (nerfpipe.config.load_config): its scenes,
+    variants, seeds, report.baseline and ablations (variants with `base:`), below `results`
+    (default: the config's results root)."""
+    return manifest_from_results(
+        cfg["results"] if results is None else results,
+        list(cfg["scenes"]),
+        list(cfg["variants"]),
+        list(cfg["seeds"]),
+        cfg["report"]["baseline"],
+        {name: v["base"] for name, v in cfg["variants"].items() if "base" in v},
+        source=source,
+    )
+
+
+def manifest_from_inputs(settings: str | dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """The manifest the workflow's report_manifest rule writes: `settings` (its params, JSON) and
+    one run per scene x variant x seed in expand order, taking the i-th file of each named input
+    list (`inputs`: RUN_FILES key -> the rule's input list for that key)."""
+    source = "report_manifest"
+    if isinstance(settings, str):
+        settings = parse_settings(settings, f"{source}: params.settings")
+    settings = check_settings(settings, f"{source}: params.settings", ablations_required=True)
+    _keys(dict(inputs), f"{source}: input", tuple(RUN_FILES), tuple(RUN_FILES))
+    order = list(itertools.product(settings["scenes"], settings["variants"], settings["seeds"]))
+    lists: dict[str, list[str]] = {}
+    for key, files in inputs.items():
+        files = [files] if isinstance(files, (str, Path)) else list(files)
+        if len(files) != len(order):
+            raise NerfpipeError(f"{source}: input {key}: {len(files)} files for {len(order)} runs")
+        lists[key] = [str(f) for f in files]
+    runs = [
+        {"scene": scene, "variant": variant, "seed": seed, **{key: lists[key][i] for key in RUN_FILES}}
+        for i, (scene, variant, seed) in enumerate(order)
+    ]
+    return {**settings, "runs": runs}
+
+
+def write_manifest(path: str | Path, settings: str | dict[str, Any], inputs: dict[str, Any],
+                   log: str | Path | None = None) -> None:
+    """manifest_from_inputs written to `path` (JSON), with a one-line note in `log`."""
+    manifest = manifest_from_inputs(settings, inputs)
+    write_json(path, manifest)
+    if log is not None:
+        write_text(log, f"report_manifest: {len(manifest['runs'])} runs -> {path}\n")
+
+
+def _check_inputs(m: Manifest) -> None:
+    """Every file the manifest names exists (a folder for RUN_FOLDERS), before anything is written."""
+    for i, files in enumerate(m.runs.values()):
+        for key, path in files.items():
+            if path is None:
+                continue
+            folder = key in RUN_FOLDERS
+            if not (path.is_dir() if folder else path.is_file()):
+                what = "folder" if folder else "file"
+                raise NerfpipeError(
+                    f"{path}: {what} not found (needed by the report; {m.source}: runs[{i}].{key})"
+                )
+
+
 # ---------------------------------------------------------------------------- inputs
-
-
-def run_dirs(results_dir: Path, scene: str, variant: str, seed: int) -> dict[str, Path]:
-    """The train, eval and render folders of one run."""
-    rel = Path(scene) / variant / f"seed{seed}"
-    return {stage: Path(results_dir) / stage / rel for stage in ("train", "eval", "render")}
 
 
 def _require(path: Path) -> Path:
@@ -140,16 +420,14 @@ def _read_keys(path: Path, keys: tuple[str, ...], expect: dict[str, Any]) -> dic
         raise NerfpipeError(f"{path}: missing key(s) {', '.join(missing)}")
     for key, want in expect.items():
         if key in data and data[key] != want:
-            raise NerfpipeError(f"{path}: {key} is {data[key]!r}, expected {want!r} from its folder")
+            raise NerfpipeError(f"{path}: {key} is {data[key]!r}, expected {want!r} from the manifest")
     for key in keys:
         if data[key] is None and key not in NULLABLE:
             raise NerfpipeError(f"{path}: {key} is null")
     return data
 
 
-def collect(
-    results_dir: str | Path, scenes: list[str], variants: list[str], seeds: list[int]
-) -> pd.DataFrame:
+def collect(manifest: Manifest | dict[str, Any]) -> pd.DataFrame:
     """One row per scene x variant x seed with the summary.json and metrics.json fields.
 
     Columns: scene, variant, seed, method, psnr, psnr_softl1, psnr_gap, ssim, lpips (NaN when
@@ -157,30 +435,26 @@ def collect(
     eval_backend, iterations, train_seconds, rays_per_second, n_params, final_loss,
     train_backend, skipped_steps, samples_per_ray, train_precision. Rows are ordered scene, variant, seed.
     """
-    results_dir = Path(results_dir)
-    if not scenes or not variants or not seeds:
-        raise NerfpipeError("report: scenes, variants and seeds must each list at least one entry")
+    m = check_manifest(manifest, "manifest")
     rows = []
-    for scene in scenes:
-        for variant in variants:
-            for seed in seeds:
-                dirs = run_dirs(results_dir, scene, variant, seed)
-                expect = {"scene": scene, "variant": variant, "seed": seed}
-                summary = _read_keys(dirs["train"] / "summary.json", SUMMARY_KEYS, expect)
-                metrics = _read_keys(dirs["eval"] / "metrics.json", METRICS_KEYS, expect)
-                row: dict[str, Any] = dict(expect)
-                row["method"] = summary["method"]
-                for key in METRICS_KEYS:
-                    if key != "backend":
-                        row[key] = metrics[key]
-                row["eval_backend"] = metrics["backend"]
-                for key in SUMMARY_KEYS:
-                    if key not in ("method", "backend"):
-                        row[key] = summary[key]
-                row["train_backend"] = summary["backend"]
-                # Recorded since amp started to depend on the CPU; older runs leave it blank.
-                row["train_precision"] = summary.get("precision", "")
-                rows.append(row)
+    for scene, variant, seed in itertools.product(m.scenes, m.variants, m.seeds):
+        files = m.files(scene, variant, seed)
+        expect = {"scene": scene, "variant": variant, "seed": seed}
+        summary = _read_keys(files["summary"], SUMMARY_KEYS, expect)
+        metrics = _read_keys(files["metrics"], METRICS_KEYS, expect)
+        row: dict[str, Any] = dict(expect)
+        row["method"] = summary["method"]
+        for key in METRICS_KEYS:
+            if key != "backend":
+                row[key] = metrics[key]
+        row["eval_backend"] = metrics["backend"]
+        for key in SUMMARY_KEYS:
+            if key not in ("method", "backend"):
+                row[key] = summary[key]
+        row["train_backend"] = summary["backend"]
+        # Recorded since amp started to depend on the CPU; older runs leave it blank.
+        row["train_precision"] = summary.get("precision", "")
+        rows.append(row)
     df = pd.DataFrame(rows)
     for key in ("lpips", "normal_mae_deg"):
         df[key] = pd.to_numeric(df[key].astype(object).where(df[key].notna(), np.nan), errors="coerce")
@@ -736,28 +1010,21 @@ def _fmt_changes(changes: dict[str, tuple[Any, Any]]) -> str:
     return "; ".join(f"{k}: {a!r} → {b!r}" for k, (a, b) in changes.items()) or "(none)"
 
 
-def _reproduction(
-    results_dir: Path,
-    out_dir: Path,
-    df: pd.DataFrame,
-    scenes: list[str],
-    variants: list[str],
-    seeds: list[int],
-    ablations: dict[str, str],
-) -> dict[str, Any]:
+def _reproduction(m: Manifest, out_dir: Path, df: pd.DataFrame) -> dict[str, Any]:
     """Figures and tables of the section REPRO_TITLE; figures are written below out_dir/figures.
 
     Returns {"pairs": [(ablation, base), ...] in variant order, "table": one row per scene x pair
     (metric differences, spreads, changed settings, figure paths), "concentration": one row per
     run of a pair, "distillation": [(scene, variant, seed, rel path), ...]}.
     """
+    scenes, variants, seeds, ablations = m.scenes, m.variants, m.seeds, m.ablations
     pairs = [(a, ablations[a]) for a in variants if a in ablations]
     seed = seeds[0]
     profiles: dict[tuple[str, str, int], dict[str, Any]] = {}
 
     def load(scene: str, variant: str, s: int) -> dict[str, Any]:
         if (scene, variant, s) not in profiles:
-            path = run_dirs(results_dir, scene, variant, s)["eval"] / "weights.json"
+            path = m.files(scene, variant, s)["weights"]
             profiles[(scene, variant, s)] = repro.read_weight_profiles(path, variant)
         return profiles[(scene, variant, s)]
 
@@ -774,13 +1041,14 @@ def _reproduction(
     for _, d in diffs.iterrows():
         scene, ablation, base = d["scene"], d["ablation"], d["base"]
         configs = {
-            v: read_json(_require(run_dirs(results_dir, scene, v, seed)["train"] / "config.json"))
+            v: read_json(_require(m.files(scene, v, seed)["config"]))
             for v in (base, ablation)
         }
         stem = f"{scene}_{ablation}_vs_{base}_seed{seed}"
-        views_rel, weights_rel = f"figures/ablation_views_{stem}.png", f"figures/ablation_weights_{stem}.png"
+        views_rel = f"{FIGURES}/ablation_views_{stem}.png"
+        weights_rel = f"{FIGURES}/ablation_weights_{stem}.png"
         views = {
-            v: repro.read_view(run_dirs(results_dir, scene, v, seed)["eval"] / "renders", STRIP_VIEW)
+            v: repro.read_view(m.files(scene, v, seed)["renders"], STRIP_VIEW)
             for v in (base, ablation)
         }
         _save_figure(
@@ -821,11 +1089,11 @@ def _reproduction(
                 continue
             prof = load(scene, variant, seed)
             if prof["method"] != methods[variant]:
-                path = run_dirs(results_dir, scene, variant, seed)["eval"] / "weights.json"
+                path = m.files(scene, variant, seed)["weights"]
                 raise NerfpipeError(
                     f"{path}: method is {prof['method']!r}, summary.json says {methods[variant]!r}"
                 )
-            rel = f"figures/distillation_{scene}_{variant}_seed{seed}.png"
+            rel = f"{FIGURES}/distillation_{scene}_{variant}_seed{seed}.png"
             title = (
                 f"{scene}, {variant} (seed {seed}): proposal vs NeRF weight densities, test view {STRIP_VIEW}"
             )
@@ -981,6 +1249,37 @@ def _copy(src: Path, dst: Path) -> None:
     write_bytes(dst, _require(src).read_bytes())
 
 
+def report_entries() -> set[str]:
+    """Names of the entries of a report folder: the declared outputs (REPORT_FILES and the folders
+    REPORT_DIRS, as workflow/rules/report.smk declares them) and the STAGE_MARKER."""
+    return {*REPORT_FILES.values(), *REPORT_DIRS.values(), STAGE_MARKER}
+
+
+def build_report(manifest: Manifest | dict[str, Any], out_dir: str | Path, source: str = "manifest") -> None:
+    """Write the report of `manifest` (a Manifest, or a dict checked with check_manifest) into
+    `out_dir` as one transaction: it is built in a temporary sibling folder and swapped in only
+    when complete, so a failure leaves a previous report as it was. An `out_dir` that is neither
+    empty nor a previous report (its STAGE_MARKER says "report"; from before the marker: only
+    names of REPORT_FILES / REPORT_DIRS), or that holds or lies inside an input, is refused."""
+    m = check_manifest(manifest, source)
+    out_dir = Path(out_dir)
+    inputs = [path for files in m.runs.values() for path in files.values() if path is not None]
+    guard.check_output_dir(out_dir, STAGE, inputs=inputs,
+                           legacy_names=(*REPORT_FILES.values(), *REPORT_DIRS.values()))
+    _check_inputs(m)
+    tmp = make_temp_dir(out_dir)
+    try:
+        _write_report(m, tmp)
+        guard.write_marker(tmp, STAGE)
+        unexpected = sorted({p.name for p in tmp.iterdir()} ^ report_entries())
+        if unexpected:  # the report writes exactly what the workflow declares
+            raise RuntimeError(f"report: wrote or missed undeclared entries {unexpected}")
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def report(
     results_dir: str | Path,
     out_dir: str | Path,
@@ -990,70 +1289,59 @@ def report(
     baseline: str,
     ablations: dict[str, str] | None = None,
 ) -> None:
-    """Build report.md, report.csv, runs.csv, paired.csv, ablations.csv, concentration.csv,
-    report.html, figures/ and videos/.
+    """build_report of the runs below `results_dir` (manifest_from_results): report.md,
+    report.csv, runs.csv, paired.csv, ablations.csv, concentration.csv, report.html, figures/
+    and videos/.
 
     ablations: ablation variant -> the variant it is derived from (its `base:` in the config);
     both must be among `variants`. Each pair gets the distortion-ablation figures.
     """
-    results_dir, out_dir = Path(results_dir), Path(out_dir)
-    ablations = dict(ablations or {})
-    if baseline not in variants:
-        raise NerfpipeError(f"report: baseline {baseline!r} is not one of the variants {variants}")
-    for ablation, base in ablations.items():
-        for role, name in (("ablation", ablation), ("base", base)):
-            if name not in variants:
-                raise NerfpipeError(
-                    f"report: ablations: {role} {name!r} is not one of the variants {variants}"
-                )
-        if ablation == base:
-            raise NerfpipeError(f"report: ablations: {ablation!r} is its own base")
-    if (
-        len(set(scenes)) != len(scenes)
-        or len(set(variants)) != len(variants)
-        or len(set(seeds)) != len(seeds)
-    ):
-        raise NerfpipeError("report: scenes, variants and seeds must not repeat")
-    df = collect(results_dir, scenes, variants, seeds)
+    manifest = manifest_from_results(results_dir, scenes, variants, seeds, baseline, ablations)
+    build_report(manifest, out_dir, source=f"manifest built from {results_dir}")
+
+
+def _write_report(m: Manifest, out_dir: Path) -> None:
+    """Every file of the report, written into the (new, empty) folder `out_dir`."""
+    scenes, variants, seeds = m.scenes, m.variants, m.seeds
+    df = collect(m)
     agg = aggregate(df, scenes, variants)
-    paired = paired_table(df, variants, baseline)
-    figures = out_dir / "figures"
+    paired = paired_table(df, variants, m.baseline)
 
     plots: list[tuple[str, str]] = []
     for scene in scenes:
         logs = {
-            (variant, seed): load_train_log(
-                run_dirs(results_dir, scene, variant, seed)["train"] / "train_log.csv"
-            )
+            (variant, seed): load_train_log(m.files(scene, variant, seed)["train_log"])
             for variant in variants
             for seed in seeds
         }
-        rel = f"figures/train_{scene}.png"
+        rel = f"{FIGURES}/train_{scene}.png"
         plot_training_curves(logs, variants, scene, out_dir / rel)
         plots.append((f"Training curves — {scene}", rel))
-    plot_psnr_bars(agg, scenes, variants, out_dir / "figures/psnr_per_scene.png")
-    plots.append(("Test PSNR per scene and variant", "figures/psnr_per_scene.png"))
-    plot_legacy_scatter(df, variants, out_dir / "figures/psnr_vs_legacy.png")
-    plots.append(("PSNR against the legacy PSNR-SoftL1, every run", "figures/psnr_vs_legacy.png"))
+    rel = f"{FIGURES}/psnr_per_scene.png"
+    plot_psnr_bars(agg, scenes, variants, out_dir / rel)
+    plots.append(("Test PSNR per scene and variant", rel))
+    rel = f"{FIGURES}/psnr_vs_legacy.png"
+    plot_legacy_scatter(df, variants, out_dir / rel)
+    plots.append(("PSNR against the legacy PSNR-SoftL1, every run", rel))
 
     media: dict[tuple[str, str], dict[str, Any]] = {}
     seed = seeds[0]
     for scene in scenes:
         for variant in variants:
-            dirs = run_dirs(results_dir, scene, variant, seed)
+            files = m.files(scene, variant, seed)
             stem = f"{scene}_{variant}_seed{seed}"
-            strip = f"figures/strip_{stem}.png"
-            _copy(dirs["eval"] / "renders" / f"{STRIP_VIEW:03d}_strip.png", out_dir / strip)
+            strip = f"{FIGURES}/strip_{stem}.png"
+            _copy(files["renders"] / f"{STRIP_VIEW:03d}_strip.png", out_dir / strip)
             gifs = []
             for kind in ("rgb", "depth", "normal"):
-                src = dirs["render"] / f"orbit_{kind}.gif"
-                if kind == "normal" and not src.is_file():
-                    continue  # normals exist only for some variants
-                rel = f"figures/orbit_{kind}_{stem}.gif"
+                src = files[f"{kind}_gif"]
+                if src is None:
+                    continue  # the manifest names no normals GIF for this run
+                rel = f"{FIGURES}/orbit_{kind}_{stem}.gif"
                 _copy(src, out_dir / rel)
                 gifs.append((f"orbit {kind}", rel))
-            mp4 = f"videos/orbit_rgb_{stem}.mp4"
-            _copy(dirs["render"] / "orbit_rgb.mp4", out_dir / mp4)
+            mp4 = f"{VIDEOS}/orbit_rgb_{stem}.mp4"
+            _copy(files["rgb_mp4"], out_dir / mp4)
             media[(scene, variant)] = {"strip": strip, "gifs": gifs, "mp4": mp4}
 
     ctx = {
@@ -1064,17 +1352,18 @@ def report(
         "scenes": scenes,
         "variants": variants,
         "seeds": seeds,
-        "baseline": baseline,
+        "baseline": m.baseline,
         "n_seeds": len(seeds),
         "plots": plots,
         "media": media,
-        "repro": _reproduction(results_dir, out_dir, df, scenes, variants, seeds, ablations),
+        "repro": _reproduction(m, out_dir, df),
     }
-    figures.mkdir(parents=True, exist_ok=True)
-    write_text(out_dir / "runs.csv", df.to_csv(index=False))
-    write_text(out_dir / "report.csv", agg.to_csv(index=False))
-    write_text(out_dir / "paired.csv", paired.to_csv(index=False))
-    write_text(out_dir / "ablations.csv", ctx["repro"]["table"].to_csv(index=False))
-    write_text(out_dir / "concentration.csv", ctx["repro"]["concentration"].to_csv(index=False))
-    write_text(out_dir / "report.md", _markdown(ctx))
-    write_text(out_dir / "report.html", _html(ctx, out_dir))
+    for name in REPORT_DIRS.values():
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+    write_text(out_dir / REPORT_FILES["runs"], df.to_csv(index=False))
+    write_text(out_dir / REPORT_FILES["csv"], agg.to_csv(index=False))
+    write_text(out_dir / REPORT_FILES["paired"], paired.to_csv(index=False))
+    write_text(out_dir / REPORT_FILES["ablations"], ctx["repro"]["table"].to_csv(index=False))
+    write_text(out_dir / REPORT_FILES["concentration"], ctx["repro"]["concentration"].to_csv(index=False))
+    write_text(out_dir / REPORT_FILES["md"], _markdown(ctx))
+    write_text(out_dir / REPORT_FILES["html"], _html(ctx, out_dir))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import sys
 import time
 import warnings
@@ -22,15 +24,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from nerfpipe import config, guard, layout, losses, precision, sampling
 from nerfpipe import io as nio
-from nerfpipe import losses, precision, sampling
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import RadianceModel, RayBundle, build_model
 from nerfpipe.rays import load_ray_cache
 
-CKPT_DIR = "ckpt"
+CKPT_DIR = layout.CKPT_DIR
 KEEP_CHECKPOINTS = 2
-# Settings that fix the shapes of the parameters: a checkpoint with other values cannot be resumed.
+# Settings that fix the shapes of the parameters (named when weights do not fit a model).
 ARCHITECTURE_KEYS = ("method", "net_depth", "net_width", "net_depth_fine", "net_width_fine", "pe_pos",
                      "pe_dir", "prop_samples", "prop_net_depth", "prop_net_width", "deg_view",
                      "bottleneck_width")
@@ -112,8 +114,11 @@ class TrainState:
     log_rows: list | None = None
 
 
-def settings_fingerprint(settings: dict) -> str:
-    return json.dumps({k: settings.get(k) for k in ARCHITECTURE_KEYS}, sort_keys=True)
+def run_fingerprint(settings: dict, rays_meta: dict) -> str:
+    """Identity of a training run: the settings that determine the weights and the content of the
+    ray cache (which carries the data's). A checkpoint resumes only a run with the same identity."""
+    return nio.fingerprint({"settings": config.weight_settings(settings),
+                            "rays": rays_meta.get("fingerprint")})
 
 
 def list_checkpoints(ckpt_dir: Path) -> list[Path]:
@@ -121,7 +126,7 @@ def list_checkpoints(ckpt_dir: Path) -> list[Path]:
 
 
 def save_checkpoint(ckpt_dir: Path, model: RadianceModel, optimizer, scaler, state: TrainState,
-                    settings: dict) -> Path:
+                    settings: dict, fingerprint: str) -> Path:
     """Write ckpt_{iteration}.pt atomically and keep the newest KEEP_CHECKPOINTS."""
     for name, p in model.named_parameters():
         if not torch.isfinite(p).all():
@@ -136,7 +141,8 @@ def save_checkpoint(ckpt_dir: Path, model: RadianceModel, optimizer, scaler, sta
         "elapsed": state.elapsed,
         "skipped": state.skipped,
         "log_rows": state.log_rows,
-        "fingerprint": settings_fingerprint(settings),
+        "fingerprint": fingerprint,
+        "settings": json.dumps(config.weight_settings(settings), sort_keys=True),
         "variant": settings["variant"],
         "torch_rng": torch.get_rng_state(),
     })
@@ -145,24 +151,51 @@ def save_checkpoint(ckpt_dir: Path, model: RadianceModel, optimizer, scaler, sta
     return path
 
 
-def load_latest_checkpoint(ckpt_dir: Path, settings: dict) -> tuple[dict | None, Path | None]:
-    """Newest readable checkpoint; a corrupt newest one falls back to the previous with a warning.
-    A checkpoint of another variant or model size is an error (resuming it would be meaningless)."""
+def _stale_reason(ckpt: dict, settings: dict) -> str:
+    """Why a checkpoint with another fingerprint is not this run: the settings that differ, or
+    the inputs."""
+    try:
+        theirs = json.loads(ckpt.get("settings") or "{}")
+    except (TypeError, ValueError):
+        theirs = {}
+    mine = config.weight_settings(settings)
+    changed = sorted(k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k))
+    if not theirs:
+        return "written by an older nerfpipe"
+    if changed:
+        return "settings differ: " + ", ".join(changed)
+    return "the data or ray cache differ"
+
+
+def load_latest_checkpoint(ckpt_dir: Path, settings: dict,
+                           fingerprint: str) -> tuple[dict | None, Path | None]:
+    """Newest readable checkpoint of this very run (same fingerprint), or (None, None).
+
+    A corrupt newest checkpoint falls back to the previous one with a warning. Checkpoints of
+    another run (changed settings or inputs) are deleted with one log line: resuming them would
+    write old weights under the new settings.
+    """
     for leftover in ckpt_dir.glob(".ckpt_*.tmp"):  # a write cut short by a kill
         leftover.unlink(missing_ok=True)
+    stale: list[tuple[Path, str]] = []
+    found: tuple[dict | None, Path | None] = (None, None)
     for path in reversed(list_checkpoints(ckpt_dir)):
         try:
             ckpt = nio.load_torch(path)
         except NerfpipeError as exc:
             warnings.warn(f"{exc}; falling back to an older checkpoint", stacklevel=2)
             continue
-        if ckpt.get("fingerprint") != settings_fingerprint(settings):
-            raise NerfpipeError(
-                f"{path}: checkpoint was written for a different variant or model size "
-                f"(variant {ckpt.get('variant')!r}, architecture {ckpt.get('fingerprint')}); expected "
-                f"{settings_fingerprint(settings)}. Delete {ckpt_dir} to start over.")
-        return ckpt, path
-    return None, None
+        if not isinstance(ckpt, dict) or ckpt.get("fingerprint") != fingerprint:
+            stale.append((path, _stale_reason(ckpt if isinstance(ckpt, dict) else {}, settings)))
+            continue
+        found = (ckpt, path)
+        break
+    if stale:
+        print(f"training from scratch: {len(stale)} checkpoint(s) in {ckpt_dir} belong to another run "
+              f"({stale[0][1]}); removed", file=sys.stderr)
+        for path, _ in stale:
+            path.unlink(missing_ok=True)
+    return found
 
 
 def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads: int | None = None,
@@ -170,6 +203,13 @@ def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads
     """Train `settings["method"]` on the scene; write model.pt, config.json, train_log.csv,
     summary.json into out_dir. Returns the summary."""
     data_dir, rays_dir, out_dir = Path(data_dir), Path(rays_dir), Path(out_dir)
+    with guard.owned_output_dir(out_dir, "train", inputs=[data_dir, rays_dir],
+                                legacy_names=(*layout.TRAIN_FILES.values(), CKPT_DIR)):
+        return _train(data_dir, rays_dir, out_dir, settings, threads, device, progress)
+
+
+def _train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads: int | None,
+           device: str | None, progress: bool | None) -> dict:
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -180,6 +220,10 @@ def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads
 
     store = RayStore(rays_dir, dev)
     meta = store.meta
+    if "fingerprint" not in meta:
+        raise NerfpipeError(f"{rays_dir / 'meta.json'}: no content fingerprint (written by an older "
+                            "nerfpipe); rerun the rays stage")
+    fingerprint = run_fingerprint(settings, meta)
     near, far = float(meta["near"]), float(meta["far"])
     background = background_color(settings).to(dev)
     loss_fn = data_loss_fn(settings)
@@ -193,7 +237,7 @@ def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads
     ckpt_dir = out_dir / CKPT_DIR
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     state = TrainState(log_rows=[])
-    ckpt, ckpt_path = load_latest_checkpoint(ckpt_dir, settings)
+    ckpt, ckpt_path = load_latest_checkpoint(ckpt_dir, settings, fingerprint)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -276,13 +320,24 @@ def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads
             window_start, window_rays = now, 0
             bar.set_postfix(psnr=f"{row['psnr']:.2f}", loss=f"{row['loss']:.4f}")
         if state.iteration % settings["ckpt_every"] == 0 or state.iteration == total:
-            last_good = save_checkpoint(ckpt_dir, model, optimizer, scaler, state, settings)
+            last_good = save_checkpoint(ckpt_dir, model, optimizer, scaler, state, settings, fingerprint)
+            _failpoint_pause(state.iteration)
     bar.close()
-    return finish(out_dir, model, settings, state, backend, data_dir)
+    return finish(out_dir, model, settings, state, backend, data_dir,
+                  {"fingerprint": fingerprint, "data_fingerprint": meta["data_fingerprint"]})
+
+
+def _failpoint_pause(iteration: int) -> None:
+    """Fault-injection hook for the interruption tests: with NERFPIPE_PAUSE_AFTER_CHECKPOINT=N the
+    trainer stops itself (SIGSTOP) right after writing the checkpoint of iteration N, so a test can
+    interrupt it at a known point on any machine, however fast. Unset, it does nothing."""
+    pause_at = os.environ.get("NERFPIPE_PAUSE_AFTER_CHECKPOINT")
+    if pause_at and pause_at.strip() == str(iteration):
+        os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def finish(out_dir: Path, model: RadianceModel, settings: dict, state: TrainState, backend: str,
-           data_dir: Path) -> dict:
+           data_dir: Path, identity: dict) -> dict:
     """Write the stage's outputs: final weights, resolved settings, log and summary."""
     n_params = sum(p.numel() for p in model.parameters())
     device = next(model.parameters()).device
@@ -297,8 +352,9 @@ def finish(out_dir: Path, model: RadianceModel, settings: dict, state: TrainStat
         "skipped_steps": state.skipped, "samples_per_ray": model.samples_per_ray,
         "device": str(device),
     }
+    # identity: the run's fingerprint and the data's, so evaluation refuses another scene's data.
     nio.save_torch(out_dir / "model.pt", {"model": model.state_dict(), "settings": json.dumps(settings),
-                                          "iteration": state.iteration})
+                                          "iteration": state.iteration, **identity})
     nio.write_json(out_dir / "config.json", settings)
     nio.write_csv(out_dir / "train_log.csv", state.log_rows, empty_header=("iteration",))
     nio.write_json(out_dir / "summary.json", summary)

@@ -6,6 +6,11 @@ rerun, with SIGKILL of the whole group (a killed terminal or a pre-empted node).
 rerun (with --rerun-incomplete, as the local profile does) must complete, and its report.csv
 must equal that of an uninterrupted run of the same config in another directory, metric for
 metric; only the timing columns may differ.
+
+The interruptions land at a known point on any machine, however fast: the trainers run with
+NERFPIPE_PAUSE_AFTER_CHECKPOINT=N, so each stops itself (SIGSTOP) right after writing the
+checkpoint of iteration N; the test waits for a stopped trainer, signals the process group and
+then continues it (SIGCONT) so the signal is delivered. No sleep or timing decides the outcome.
 """
 
 from __future__ import annotations
@@ -66,10 +71,6 @@ def run(workdir: Path, config: Path, *extra: str) -> subprocess.CompletedProcess
     return proc
 
 
-def checkpoints(workdir: Path) -> set[Path]:
-    return {p for v in VARIANTS for p in (workdir / RUN.format(variant=v) / "ckpt").glob("ckpt_*.pt")}
-
-
 def live_processes_in(workdir: Path) -> list[int]:
     """Pids of processes whose command line mentions `workdir` (orphans of a killed run)."""
     pids = []
@@ -84,19 +85,46 @@ def live_processes_in(workdir: Path) -> list[int]:
     return pids
 
 
-def interrupt(workdir: Path, config: Path, sig: signal.Signals, started) -> subprocess.Popen:
-    """Start the workflow in its own process group, wait until `started(seen)` is true of the
-    training checkpoints present, then send `sig` to the whole group; return the finished process."""
-    before = checkpoints(workdir)
-    proc = subprocess.Popen(command(workdir, config), cwd=workdir, env=environment(), text=True,
+def wait_until_gone(workdir: Path) -> bool:
+    """True once no process mentions `workdir` (killed processes vanish when they are reaped)."""
+    deadline = time.monotonic() + 60
+    while live_processes_in(workdir):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def stopped_in_group(pgid: int) -> list[int]:
+    """Pids of the stopped (state T) processes of process group `pgid`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] in ("T", "t"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def interrupt(workdir: Path, config: Path, sig: signal.Signals, pause_at: int) -> subprocess.Popen:
+    """Start the workflow in its own process group with the trainers pausing after the checkpoint of
+    iteration `pause_at`; once one has paused, send `sig` to the whole group, continue the group so
+    the paused trainer receives it, and return the finished process."""
+    env = {**environment(), "NERFPIPE_PAUSE_AFTER_CHECKPOINT": str(pause_at)}
+    proc = subprocess.Popen(command(workdir, config), cwd=workdir, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
-        while not started(checkpoints(workdir) - before):
+        while not stopped_in_group(proc.pid):
             assert proc.poll() is None, f"the workflow ended before the interruption:\n{proc.stdout.read()}"
-            assert time.monotonic() < deadline, "no training checkpoint appeared"
+            assert time.monotonic() < deadline, f"no trainer reached the checkpoint of iteration {pause_at}"
             time.sleep(0.05)
         os.killpg(proc.pid, sig)
+        if sig != signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGCONT)
         proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -119,20 +147,21 @@ def test_interrupted_workflow_resumes_to_identical_report(tmp_path) -> None:
     work.mkdir()
     run(ref, config)
 
-    # Ctrl-C once the first checkpoint of a training job is written.
-    proc = interrupt(work, config, signal.SIGINT, lambda new: len(new) >= 1)
-    assert proc.returncode != 0
+    # Ctrl-C once a training job has written its checkpoint of iteration 50 (of 300).
+    proc = interrupt(work, config, signal.SIGINT, pause_at=CKPT_EVERY)
+    # Snakemake answers Ctrl-C by terminating its jobs and exiting with a failure status (1; a
+    # signal-style status where the interpreter itself is interrupted).
+    assert proc.returncode in (1, 130, -signal.SIGINT), (proc.returncode, proc.stdout[-3000:])
     assert not (work / "results" / "report" / "report.csv").exists(), "interrupted after the workflow ended"
     assert not any((work / RUN.format(variant=v) / "model.pt").exists() for v in VARIANTS), \
         "no training was interrupted"
-    assert not live_processes_in(work), "jobs survived SIGINT"
+    assert wait_until_gone(work), "jobs survived SIGINT"
 
-    # SIGKILL of the whole group once the rerun has written a new checkpoint.
-    proc = interrupt(work, config, signal.SIGKILL, lambda new: len(new) >= 1)
+    # SIGKILL of the whole group once the rerun has written its checkpoint of iteration 100.
+    proc = interrupt(work, config, signal.SIGKILL, pause_at=2 * CKPT_EVERY)
     assert proc.returncode == -signal.SIGKILL
     assert not (work / "results" / "report" / "report.csv").exists()
-    time.sleep(0.5)
-    assert not live_processes_in(work), "jobs survived SIGKILL of their process group"
+    assert wait_until_gone(work), "jobs survived SIGKILL of their process group"
 
     # A killed snakemake leaves its lock behind; `--unlock` is the documented way to clear it.
     subprocess.run(command(work, config, "--unlock"), cwd=work, env=environment(), check=True,

@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 import csv
+import itertools
+import json
 import math
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats as sps
 
+from nerfpipe import cli
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.io import save_png, write_json, write_text
-from nerfpipe.report import collect, report
+from nerfpipe.layout import REPORT_DIRS, REPORT_FILES, STAGE_MARKER, run_dir
+from nerfpipe.report import (
+    RUN_FILES,
+    build_report,
+    check_manifest,
+    collect,
+    manifest_from_config,
+    manifest_from_inputs,
+    manifest_from_results,
+    report,
+)
 from nerfpipe.video import render_orbit
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "config" / "smoke.yaml"
 
 SCENES = ["lego", "shiny"]
 VARIANTS = ["nerf", "mipnerf", "refnerf"]
@@ -174,10 +192,9 @@ def build_tree(root: Path, scenes=SCENES, variants=VARIANTS, seeds=SEEDS) -> Pat
                     save_png(ev / "renders" / f"{i:03d}_rgb.png", strip[:, W : 2 * W])
                     save_png(ev / "renders" / f"{i:03d}_depth.png", strip[:, :W, ::-1])
                 ren.mkdir(parents=True, exist_ok=True)
-                for name in ("orbit_rgb.mp4", "orbit_rgb.gif", "orbit_depth.gif"):
+                # what the render rule declares (density normals for every method)
+                for name in ("orbit_rgb.mp4", "orbit_rgb.gif", "orbit_depth.gif", "orbit_normal.gif"):
                     shutil.copy(media / name, ren / name)
-                if variant == "refnerf":
-                    shutil.copy(media / "orbit_normal.gif", ren / "orbit_normal.gif")
     return results
 
 
@@ -201,7 +218,7 @@ def _num(text: str) -> float:
 
 def test_collect_one_row_per_run(built):
     results, _ = built
-    df = collect(results, SCENES, VARIANTS, SEEDS)
+    df = collect(manifest_from_results(results, SCENES, VARIANTS, SEEDS, BASELINE))
     assert len(df) == len(SCENES) * len(VARIANTS) * len(SEEDS)
     for _, row in df.iterrows():
         v = fixture_values(row["scene"], row["variant"], int(row["seed"]))
@@ -314,12 +331,267 @@ def test_missing_or_inconsistent_input_is_named(tmp_path):
     text = metrics.read_text()
     metrics.write_text(text.replace('"seed": 0', '"seed": 3'))
     with pytest.raises(NerfpipeError, match=r"metrics\.json: seed is 3"):
-        collect(results, ["lego"], ["nerf"], [0])
+        collect(manifest_from_results(results, ["lego"], ["nerf"], [0], "nerf"))
     metrics.unlink()
     with pytest.raises(NerfpipeError, match=re.escape(str(metrics))):
         report(results, tmp_path / "out", ["lego"], ["nerf"], [0], "nerf")
     with pytest.raises(NerfpipeError, match="baseline"):
         report(results, tmp_path / "out", ["lego"], ["nerf"], [0], "refnerf")
+
+
+# ---------------------------------------------------------------------------- manifest, outputs
+
+
+def _snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every entry below `folder` (relative path -> bytes; None for a folder)."""
+    return {
+        str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def _small_tree(tmp_path: Path) -> tuple[Path, dict]:
+    """A one-scene, two-variant, one-seed results tree and its manifest (quick to report on)."""
+    results = build_tree(tmp_path, scenes=["lego"], variants=["nerf", "refnerf"], seeds=[0])
+    return results, manifest_from_results(results, ["lego"], ["nerf", "refnerf"], [0], "nerf")
+
+
+def _declared_report_outputs(workdir: Path) -> set[str]:
+    """The report rule's declared outputs (relative to the report folder), from a dry run of the
+    real Snakefile on config/smoke.yaml."""
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+    if snakemake is None:
+        pytest.skip("snakemake is not installed")
+    proc = subprocess.run(
+        [snakemake, "-n", "--forceall", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(SMOKE)],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    block = re.search(r"^(?:local)?rule report:\n(.*?)(?:\n\n|\n\[|\Z)", proc.stdout, re.S | re.M)
+    assert block, proc.stdout[-4000:]
+    outputs = re.search(r"^\s+output: (.*)$", block.group(1), re.M).group(1).split(", ")
+    results = yaml.safe_load(SMOKE.read_text())["results"]
+    return {str(Path(o).relative_to(Path(results) / "report")) for o in outputs}
+
+
+def test_report_writes_exactly_the_declared_outputs(built, tmp_path):
+    _, out = built
+    declared = _declared_report_outputs(tmp_path)
+    assert declared == {*REPORT_FILES.values(), *REPORT_DIRS.values()}
+    written = {p.name for p in out.iterdir()}
+    assert written == declared | {STAGE_MARKER}
+    for name in REPORT_DIRS.values():  # directory outputs: anything inside them is declared
+        assert (out / name).is_dir() and any((out / name).iterdir()), name
+    for name in REPORT_FILES.values():
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert json.loads((out / STAGE_MARKER).read_text()) == {"stage": "report"}
+    # nothing besides the report folder was left beside it (no temporary folders)
+    assert {p.name for p in out.parent.iterdir()} == {"results", "media", "report"}
+
+
+def test_manifest_from_inputs_matches_the_layout(tmp_path):
+    """What the report_manifest rule writes from its input lists (expand order: scene x variant
+    x seed) is what manifest_from_results builds from nerfpipe.layout."""
+    settings = {"scenes": SCENES, "variants": VARIANTS, "seeds": SEEDS, "baseline": BASELINE,
+                "ablations": {"refnerf": "mipnerf"}}
+    order = list(itertools.product(SCENES, VARIANTS, SEEDS))
+    inputs = {key: [str(run_dir("results", stage, *run) / name) for run in order]
+              for key, (stage, name) in RUN_FILES.items()}
+    manifest = manifest_from_inputs(json.dumps(settings), inputs)
+    assert manifest == manifest_from_results("results", SCENES, VARIANTS, SEEDS, BASELINE,
+                                             {"refnerf": "mipnerf"})
+    assert [(r["scene"], r["variant"], r["seed"]) for r in manifest["runs"]] == order
+    check_manifest(manifest, "x")  # a valid manifest
+    cfg = {"results": "results", "scenes": {s: {} for s in SCENES}, "seeds": SEEDS,
+           "variants": {"nerf": {}, "mipnerf": {}, "refnerf": {"base": "mipnerf"}},
+           "report": {"baseline": BASELINE}}
+    assert manifest_from_config(cfg) == manifest
+    with pytest.raises(NerfpipeError, match="report_manifest: input weights: 1 files for 18 runs"):
+        manifest_from_inputs(settings, {**inputs, "weights": inputs["weights"][:1]})
+
+
+def test_report_from_manifest_file_equals_report_from_results(built, tmp_path):
+    results, out = built
+    manifest = tmp_path / "manifest.json"
+    write_json(manifest, manifest_from_results(results, SCENES, VARIANTS, SEEDS, BASELINE))
+    assert cli.main(["report", "--manifest", str(manifest), "--out", str(tmp_path / "r")]) == 0
+    for name in ("report.csv", "runs.csv", "paired.csv", "report.md"):
+        assert (tmp_path / "r" / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_report_reads_only_the_files_the_manifest_names(tmp_path):
+    """Files moved away from the layout are found through the manifest alone."""
+    results, manifest = _small_tree(tmp_path)
+    moved = tmp_path / "elsewhere"
+    shutil.move(results, moved)
+    for run in manifest["runs"]:
+        for key in RUN_FILES:
+            run[key] = str(moved / Path(run[key]).relative_to(results))
+    build_report(manifest, tmp_path / "out")
+    assert (tmp_path / "out" / REPORT_FILES["md"]).is_file()
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("how", ["missing gif", "corrupt weights"])
+def test_failing_report_leaves_previous_report_untouched(tmp_path, how):
+    results, manifest = _small_tree(tmp_path)
+    out = tmp_path / "report"
+    build_report(manifest, out)
+    before = _snapshot(out)
+    mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    last = manifest["runs"][-1]
+    if how == "missing gif":  # found before anything is written
+        Path(last["rgb_gif"]).unlink()
+        match = re.escape(last["rgb_gif"]) + r": file not found .*runs\[1\]\.rgb_gif"
+    else:  # found late, after figures and media were written into the temporary folder
+        Path(last["weights"]).write_text("{not json")
+        match = re.escape(last["weights"]) + ": not valid JSON"
+    with pytest.raises(NerfpipeError, match=match):
+        build_report(manifest, out)
+    assert _snapshot(out) == before
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == mtimes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["media", "report", "results"]  # no temp left
+
+
+def test_report_replaces_a_previous_report(tmp_path):
+    results, manifest = _small_tree(tmp_path)
+    out = tmp_path / "report"
+    build_report(manifest, out)
+    (out / REPORT_DIRS["figures"] / "stale.png").write_bytes(b"old")
+    build_report(manifest, out)
+    assert not (out / REPORT_DIRS["figures"] / "stale.png").exists()
+    # a report from before the marker: only declared names, accepted and replaced
+    (out / STAGE_MARKER).unlink()
+    (out / REPORT_FILES["paired"]).unlink()
+    build_report(manifest, out)
+    assert (out / STAGE_MARKER).is_file() and (out / REPORT_FILES["paired"]).is_file()
+
+
+@pytest.mark.parametrize("content", ["unrelated", "other stage", "old report plus", "file"])
+def test_report_refuses_an_unrelated_out_folder(tmp_path, content):
+    results, manifest = _small_tree(tmp_path)
+    out = tmp_path / "mine"
+    if content == "file":
+        out.write_text("keep me")
+    else:
+        (out / "data").mkdir(parents=True)
+        (out / "data" / "x.bin").write_bytes(b"\x00\x01")
+        if content == "unrelated":
+            (out / "notes.txt").write_text("keep me")
+        elif content == "other stage":
+            (out / STAGE_MARKER).write_text(json.dumps({"stage": "train"}))
+        else:  # report names, but also something the report never writes
+            (out / REPORT_FILES["md"]).write_text("# old")
+    before = _snapshot(out) if out.is_dir() else out.read_bytes()
+    with pytest.raises(NerfpipeError, match=re.escape(str(out)) + ": .*refusing") as exc:
+        build_report(manifest, out)
+    assert "\n" not in str(exc.value)
+    assert (_snapshot(out) if out.is_dir() else out.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["media", "mine", "results"]
+
+
+def test_report_refuses_an_out_folder_holding_or_inside_its_inputs(tmp_path):
+    results, manifest = _small_tree(tmp_path)
+    before = _snapshot(results)
+    with pytest.raises(NerfpipeError, match=re.escape(str(results)) + ": .*contains its input"):
+        build_report(manifest, results)
+    inside = Path(manifest["runs"][0]["renders"]) / "report"
+    with pytest.raises(NerfpipeError, match=re.escape(str(inside)) + ": .*lies inside its input"):
+        build_report(manifest, inside)
+    assert _snapshot(results) == before
+
+
+def _cli_error(capsys, argv: list[str]) -> str:
+    """Run `nerfpipe report ARGV`, expect exit 2 and return its one-line error."""
+    capsys.readouterr()
+    assert cli.main(["report", *argv]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("nerfpipe report: error: ") and "\n" not in err, captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return err
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ("{not json", "--settings: not valid JSON"),
+        ("[1, 2]", "--settings: expected a JSON object, got list"),
+        ('{"scenes": []}', "--settings: missing key(s) variants, seeds, baseline"),
+        ('{"scenes": [], "variants": ["nerf"], "seeds": [0], "baseline": "nerf"}',
+         "--settings: scenes: expected a non-empty list of names"),
+        ('{"scenes": ["lego"], "variants": ["nerf"], "seeds": ["0"], "baseline": "nerf"}',
+         "--settings: seeds[0]: expected an integer >= 0, got '0'"),
+        ('{"scenes": ["../x"], "variants": ["nerf"], "seeds": [0], "baseline": "nerf"}',
+         "--settings: scenes[0]: '../x' is not a name"),
+        ('{"scenes": ["lego"], "variants": ["nerf"], "seeds": [0], "baseline": "mip"}',
+         "--settings: baseline: 'mip' is not one of the variants ['nerf']"),
+        ('{"scenes": ["lego"], "variants": ["nerf"], "seeds": [0], "baseline": "nerf", "ablations": []}',
+         "--settings: ablations: expected a JSON object, got list"),
+        ('{"scenes": ["lego"], "variants": ["nerf"], "seeds": [0], "baseline": "nerf", "extra": 1}',
+         "--settings: unknown key(s) extra"),
+    ],
+)
+def test_bad_settings_exit_2_with_one_line(tmp_path, capsys, settings, expected):
+    out = tmp_path / "out"
+    err = _cli_error(capsys, ["--settings", settings, "--results", str(tmp_path), "--out", str(out)])
+    assert expected in err
+    assert not out.exists()
+
+
+def _edit_runs(edit):
+    def apply(m: dict) -> None:
+        edit(m["runs"])
+    return apply
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda m: m.pop("runs"), "missing key(s) runs"),
+        (lambda m: m.update(seeds=0), "seeds: expected a non-empty list of integers"),
+        (lambda m: m.update(ablations={"refnerf": "mip"}),
+         "ablations: base 'mip' is not one of the variants"),
+        (_edit_runs(lambda runs: runs.pop()), "runs: no entry for lego/refnerf/seed0"),
+        (_edit_runs(lambda runs: runs.append(dict(runs[0]))), "runs[2]: run lego/nerf/seed0 is listed twice"),
+        (_edit_runs(lambda runs: runs[1].pop("weights")), "runs[1]: missing key(s) weights"),
+        (_edit_runs(lambda runs: runs[1].update(weights=3)),
+         "runs[1].weights: expected a path (a non-empty string), got 3"),
+        (_edit_runs(lambda runs: runs[0].update(seed="0")), "runs[0].seed: '0' is not one of the seeds [0]"),
+        (_edit_runs(lambda runs: runs[0].update(seed=0.0)), "runs[0].seed: 0.0 is not one of the seeds [0]"),
+        (_edit_runs(lambda runs: runs[0].update(scene="ship")),
+         "runs[0].scene: 'ship' is not one of the scenes"),
+        (_edit_runs(lambda runs: runs[0].update(depht_gif="x")), "runs[0]: unknown key(s) depht_gif"),
+        (lambda m: m.update(runs={}), "runs: expected a list of run objects, got dict"),
+    ],
+)
+def test_bad_manifest_exit_2_with_one_line(tmp_path, capsys, edit, expected):
+    _, manifest = _small_tree(tmp_path)
+    edit(manifest)
+    path = tmp_path / "manifest.json"
+    write_json(path, manifest)
+    out = tmp_path / "out"
+    err = _cli_error(capsys, ["--manifest", str(path), "--out", str(out)])
+    assert f"{path}: {expected}" in err
+    assert not out.exists()
+
+
+def test_report_cli_argument_errors(tmp_path, capsys):
+    manifest = tmp_path / "m.json"
+    assert "exactly one of --manifest" in _cli_error(capsys, [])
+    assert "(got --manifest and --settings)" in _cli_error(capsys, ["--manifest", "m", "--settings", "{}"])
+    assert "--out is required with --manifest" in _cli_error(capsys, ["--manifest", str(manifest)])
+    err = _cli_error(capsys, ["--manifest", str(manifest), "--out", str(tmp_path / "o")])
+    assert f"{manifest}: file not found" in err
+    manifest.write_text("{oops")
+    err = _cli_error(capsys, ["--manifest", str(manifest), "--out", str(tmp_path / "o")])
+    assert f"{manifest}: not valid JSON" in err
+    # by hand from a config: the layout's paths below --results, the first missing one named
+    err = _cli_error(capsys, ["--config", str(SMOKE), "--results", str(tmp_path / "none"),
+                              "--out", str(tmp_path / "o")])
+    assert str(tmp_path / "none" / "train" / "diffuse" / "nerf" / "seed0" / "summary.json") in err
+    assert not (tmp_path / "o").exists()
 
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
@@ -371,9 +643,9 @@ def test_html_opens_in_headless_chromium(built, tmp_path):
     _, out = built
     page = (out / "report.html").read_text()
     n_img = page.count("<img ")
-    # plots (one per scene + 2), and per scene x variant a strip, rgb + depth GIFs (+ normal GIF),
+    # plots (one per scene + 2), and per scene x variant a strip, rgb + depth + normal GIFs,
     # and per scene a distillation figure of the one proposal-based variant (refnerf)
-    expected = (len(SCENES) + 2) + len(SCENES) * (len(VARIANTS) * 3 + 1) + len(SCENES)
+    expected = (len(SCENES) + 2) + len(SCENES) * len(VARIANTS) * 4 + len(SCENES)
     assert n_img == expected
     assert 'src="figures/' not in page and 'src="/' not in page  # everything embedded
     probe = out / "probe.html"  # beside the report so relative links would resolve the same way

@@ -4,6 +4,7 @@ mismatched ones, and stops cleanly on persistent non-finite losses."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
@@ -78,31 +79,41 @@ def _newest_checkpoint(out: Path) -> str | None:
     return ckpts[-1].name if ckpts else None
 
 
+def _wait_stopped(proc: subprocess.Popen) -> bool:
+    """Wait until `proc` stops itself at the failpoint (True) or exits (False)."""
+    while proc.poll() is None:
+        state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("T", "t"):
+            return True
+        time.sleep(0.01)
+    return False
+
+
 @pytest.mark.parametrize("method", ["nerf", "mipnerf360"])
 def test_sigkill_and_resume_is_bit_identical(tiny_scene, tmp_path, method) -> None:
-    """Kill training with SIGKILL at random moments after fresh checkpoints, several times, and
-    resume each time; the final weights and the logged losses equal an uninterrupted run's bit
-    for bit."""
+    """Kill training with SIGKILL three times, each time a little after a fresh checkpoint (the
+    trainer pauses itself at NERFPIPE_PAUSE_AFTER_CHECKPOINT, then runs on for a random moment:
+    between two checkpoints, or mid-write), and resume each time; the final weights and the
+    logged losses equal an uninterrupted run's bit for bit. Where the kill lands depends on the
+    machine's speed; the outcome must not."""
     settings = tiny_settings(method, iterations=150, ckpt_every=7, log_every=5)
     ref = tmp_path / "ref"
     subprocess.run(_train_cmd(tiny_scene, ref, settings), check=True, capture_output=True)
     out = tmp_path / "killed"
     rng = random.Random(1234)
-    kills = 0
-    while kills < 3 and not (out / "model.pt").exists():
-        before = _newest_checkpoint(out)
+    for pause_at in (21, 70, 119):  # checkpoints (multiples of ckpt_every)
+        env = {**os.environ, "NERFPIPE_PAUSE_AFTER_CHECKPOINT": str(pause_at)}
         proc = subprocess.Popen(_train_cmd(tiny_scene, out, settings), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while proc.poll() is None and _newest_checkpoint(out) == before and time.time() < deadline:
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.2))  # somewhere between two checkpoints, or mid-write
-        if proc.poll() is None:
+                                stderr=subprocess.DEVNULL, env=env)
+        try:
+            assert _wait_stopped(proc), f"training never reached its checkpoint of iteration {pause_at}"
+            assert not (out / "model.pt").exists()
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(rng.uniform(0.0, 0.2))  # somewhere after the checkpoint
+        finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            kills += 1
     subprocess.run(_train_cmd(tiny_scene, out, settings), check=True, capture_output=True)
-    assert kills >= 2, "training finished before it could be killed twice; raise iterations"
     w_ref, w_out = final_weights(ref), final_weights(out)
     assert all(torch.equal(w_ref[k], w_out[k]) for k in w_ref)
     logs = [(d / "train_log.csv").read_text().splitlines() for d in (ref, out)]
@@ -112,25 +123,53 @@ def test_sigkill_and_resume_is_bit_identical(tiny_scene, tmp_path, method) -> No
     assert rows[0] == rows[1]
 
 
-def test_corrupt_newest_checkpoint_falls_back(tiny_scene, tmp_path) -> None:
-    out = tmp_path / "run"
+def test_corrupt_newest_checkpoint_falls_back(tiny_scene, tmp_path, capsys) -> None:
+    out, ref = tmp_path / "run", tmp_path / "ref"
     settings = tiny_settings(iterations=10, ckpt_every=5)
+    train(tiny_scene["data"], tiny_scene["rays"], ref, settings, threads=1)
     train(tiny_scene["data"], tiny_scene["rays"], out, settings, threads=1)
     ckpts = sorted((out / "ckpt").glob("ckpt_*.pt"))
     assert [p.name for p in ckpts] == ["ckpt_00000005.pt", "ckpt_00000010.pt"]
     ckpts[-1].write_bytes(ckpts[-1].read_bytes()[:100])  # truncated newest
     (out / "model.pt").unlink()
+    capsys.readouterr()
     with pytest.warns(UserWarning, match="ckpt_00000010.pt"):
-        train(tiny_scene["data"], tiny_scene["rays"], out, {**settings, "iterations": 12}, threads=1)
-    assert torch.load(out / "model.pt", weights_only=True)["iteration"] == 12
+        train(tiny_scene["data"], tiny_scene["rays"], out, settings, threads=1)
+    assert "iteration 5" in capsys.readouterr().err  # resumed from the older checkpoint
+    w_ref, w_out = final_weights(ref), final_weights(out)
+    assert all(torch.equal(w_ref[k], w_out[k]) for k in w_ref)
 
 
-def test_checkpoint_of_other_model_size_is_refused(tiny_scene, tmp_path) -> None:
+@pytest.mark.parametrize("change", [{"net_width": 48}, {"lr": 5e-3}, {"loss": "softl1"}, {"iterations": 12}])
+def test_checkpoints_of_other_settings_are_discarded_not_resumed(tiny_scene, tmp_path, capsys,
+                                                                 change) -> None:
+    """A checkpoint resumes only the run it belongs to: after a change of any setting that
+    determines the weights, training starts from scratch and ends with a fresh run's weights."""
+    out, fresh = tmp_path / "run", tmp_path / "fresh"
+    base = tiny_settings(iterations=10, ckpt_every=5)
+    train(tiny_scene["data"], tiny_scene["rays"], out, base, threads=1)
+    capsys.readouterr()
+    changed = {**base, **change}
+    train(tiny_scene["data"], tiny_scene["rays"], out, changed, threads=1)
+    err = capsys.readouterr().err
+    assert "training from scratch" in err and f"settings differ: {next(iter(change))}" in err, err
+    train(tiny_scene["data"], tiny_scene["rays"], fresh, changed, threads=1)
+    w_out, w_fresh = final_weights(out), final_weights(fresh)
+    assert all(torch.equal(w_out[k], w_fresh[k]) for k in w_out)
+
+
+@pytest.mark.parametrize("change", [{"log_every": 2}, {"ckpt_every": 3}, {"eval_chunk": 64},
+                                    {"render_depth": False}])
+def test_settings_that_cannot_change_the_weights_keep_the_checkpoints(tiny_scene, tmp_path, capsys,
+                                                                      change) -> None:
     out = tmp_path / "run"
-    train(tiny_scene["data"], tiny_scene["rays"], out, tiny_settings(iterations=5, ckpt_every=5), threads=1)
-    with pytest.raises(NerfpipeError, match="different variant or model size"):
-        train(tiny_scene["data"], tiny_scene["rays"], out, tiny_settings(iterations=10, net_width=48),
-              threads=1)
+    base = tiny_settings(iterations=10, ckpt_every=5)
+    train(tiny_scene["data"], tiny_scene["rays"], out, base, threads=1)
+    (out / "model.pt").unlink()
+    capsys.readouterr()
+    train(tiny_scene["data"], tiny_scene["rays"], out, {**base, **change}, threads=1)
+    err = capsys.readouterr().err
+    assert "resuming" in err and "from scratch" not in err, err
 
 
 def test_persistent_nan_stops_with_iteration_and_checkpoint(tiny_scene, tmp_path, monkeypatch) -> None:

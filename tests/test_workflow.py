@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nerfpipe.config import load_config, resolve_scene, resolve_variant
+from nerfpipe.config import TRAIN_RUNTIME_KEYS, load_config, resolve_scene, resolve_variant, weight_settings
+from nerfpipe.layout import RENDER_FILES, REPORT_FILES
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "config" / "smoke.yaml"
@@ -43,7 +44,8 @@ STUB_CLI = textwrap.dedent(
 
     parser = argparse.ArgumentParser()
     parser.add_argument("stage")
-    for flag in ("--out", "--data", "--rays", "--train", "--results", "--settings", "--threads"):
+    for flag in ("--out", "--data", "--rays", "--train", "--results", "--settings", "--threads", "--runtime",
+                 "--manifest"):
         parser.add_argument(flag)
     args = parser.parse_args()
     out = Path(args.out)
@@ -63,6 +65,7 @@ STUB_CLI = textwrap.dedent(
         if os.environ.get("STUB_FAIL_VARIANT") == settings["variant"]:
             sys.exit("stub: training fails on purpose")
         write("config.json", json.dumps(settings))
+        write("runtime.json", args.runtime)
         for name in ("model.pt", "train_log.csv", "summary.json"):
             write(name)
     elif args.stage == "evaluate":
@@ -72,12 +75,14 @@ STUB_CLI = textwrap.dedent(
         write("renders/000_rgb.png")
     elif args.stage == "render":
         write("settings.json", json.dumps(settings))
-        for name in ("orbit_rgb.mp4", "orbit_rgb.gif", "orbit_depth.gif"):
+        for name in {render_files}:
             write(name)
     elif args.stage == "report":
-        write("settings.json", json.dumps(settings))
-        for name in ("report.md", "report.csv", "runs.csv", "report.html", "figures/psnr.png"):
+        write("settings.json", json.dumps(settings if settings is not None else args.manifest))
+        for name in {report_files}:
             write(name)
+        write("figures/psnr.png")
+        write("videos/orbit.mp4")
     else:
         sys.exit(f"stub: unknown stage {{args.stage}}")
     print("stub", args.stage, "threads", args.threads)
@@ -154,7 +159,8 @@ def smoke_cfg() -> dict:
 def stub_bin(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("stub_bin")
     cli = path / "nerfpipe"
-    cli.write_text(STUB_CLI.format(python=sys.executable))
+    cli.write_text(STUB_CLI.format(python=sys.executable, render_files=tuple(RENDER_FILES.values()),
+                                   report_files=tuple(REPORT_FILES.values())))
     cli.chmod(0o755)
     return path
 
@@ -185,7 +191,7 @@ def test_dry_run_plans_every_scene_variant_seed(tmp_path, smoke_cfg):
     scenes, variants, seeds = list(smoke_cfg["scenes"]), list(smoke_cfg["variants"]), [0, 3]
     expected = run_jobs(["train", "evaluate", "render"], scenes, variants, seeds)
     expected += [(rule, (("scene", s),)) for rule, s in product(["data", "rays"], scenes)]
-    expected += [("report", ())]
+    expected += [("report_manifest", ()), ("report", ())]
     assert jobs == sorted(expected)
 
 
@@ -235,17 +241,20 @@ def test_completed_run_is_up_to_date_with_logs_and_benchmarks(stub_results, smok
 def test_settings_reach_the_cli_resolved_and_intact(stub_results, smoke_cfg):
     results = stub_results / smoke_cfg["results"]
     for scene, variant in product(smoke_cfg["scenes"], smoke_cfg["variants"]):
-        received = json.loads((results / "train" / scene / variant / "seed0" / "config.json").read_text())
-        assert received == resolve_variant(smoke_cfg, variant, 0)
+        resolved = resolve_variant(smoke_cfg, variant, 0)
+        run = results / "train" / scene / variant / "seed0"
+        # The train rule passes the settings that determine the weights, and the rest apart.
+        assert json.loads((run / "config.json").read_text()) == weight_settings(resolved)
+        assert json.loads((run / "runtime.json").read_text()) == {k: resolved[k] for k in TRAIN_RUNTIME_KEYS}
         render = json.loads((results / "render" / scene / variant / "seed0" / "settings.json").read_text())
-        assert render == smoke_cfg["render"]
+        assert render == {**smoke_cfg["render"], "eval_chunk": resolved["eval_chunk"]}
     for scene in smoke_cfg["scenes"]:
         meta = json.loads((results / "data" / scene / "meta.json").read_text())
         assert meta["settings"] == resolve_scene(smoke_cfg, scene)
         rays = json.loads((results / "rays" / scene / "meta.json").read_text())
         assert rays["data"] == f"{smoke_cfg['results']}/data/{scene}"
-    report = json.loads((results / "report" / "settings.json").read_text())
-    assert report == {
+    manifest = json.loads((results / "manifests" / "report.json").read_text())
+    assert {k: v for k, v in manifest.items() if k != "runs"} == {
         "scenes": list(smoke_cfg["scenes"]), "variants": list(smoke_cfg["variants"]), "seeds": [0],
         "baseline": "nerf",
         "ablations": {n: v["base"] for n, v in smoke_cfg["variants"].items() if "base" in v},
@@ -256,28 +265,50 @@ def test_changing_one_variant_reruns_only_that_variant(stub_results, smoke_cfg, 
     config = smoke_variant(tmp_path, lambda cfg: cfg["variants"]["nerf_softl1"].update(lr=1e-3))
     jobs = dry_run(stub_results, config)
     expected = run_jobs(["train", "evaluate", "render"], smoke_cfg["scenes"], ["nerf_softl1"], [0])
-    assert jobs == sorted([*expected, ("report", ())])
+    assert jobs == sorted([*expected, ("report_manifest", ()), ("report", ())])
 
 
 def test_changing_a_base_reruns_the_variants_built_on_it(stub_results, smoke_cfg, tmp_path):
     config = smoke_variant(tmp_path, lambda cfg: cfg["variants"]["nerf"].update(iterations=21))
     jobs = dry_run(stub_results, config)
     expected = run_jobs(["train", "evaluate", "render"], smoke_cfg["scenes"], ["nerf", "nerf_softl1"], [0])
-    assert jobs == sorted([*expected, ("report", ())])
+    assert jobs == sorted([*expected, ("report_manifest", ()), ("report", ())])
 
 
 def test_changing_train_defaults_reruns_every_training(stub_results, smoke_cfg, tmp_path):
     config = smoke_variant(tmp_path, lambda cfg: cfg["train_defaults"].update(batch_size=128))
     jobs = dry_run(stub_results, config)
-    assert {rule for rule, _ in jobs} == {"train", "evaluate", "render", "report"}
-    assert len(jobs) == 3 * len(smoke_cfg["scenes"]) * len(smoke_cfg["variants"]) + 1
+    assert {rule for rule, _ in jobs} == {"train", "evaluate", "render", "report_manifest", "report"}
+    assert len(jobs) == 3 * len(smoke_cfg["scenes"]) * len(smoke_cfg["variants"]) + 2
 
 
 def test_changing_render_settings_reruns_renders_and_report_only(stub_results, smoke_cfg, tmp_path):
     config = smoke_variant(tmp_path, lambda cfg: cfg["render"].update(frames=5))
     jobs = dry_run(stub_results, config)
     expected = run_jobs(["render"], smoke_cfg["scenes"], smoke_cfg["variants"], [0])
-    assert jobs == sorted([*expected, ("report", ())])
+    assert jobs == sorted([*expected, ("report_manifest", ()), ("report", ())])
+
+
+def test_changing_eval_chunk_reruns_evaluation_render_and_report_only(stub_results, smoke_cfg, tmp_path):
+    config = smoke_variant(tmp_path, lambda cfg: cfg["train_defaults"].update(eval_chunk=512))
+    jobs = dry_run(stub_results, config)
+    expected = run_jobs(["evaluate", "render"], smoke_cfg["scenes"], smoke_cfg["variants"], [0])
+    assert jobs == sorted([*expected, ("report_manifest", ()), ("report", ())])
+
+
+@pytest.mark.parametrize("key, value", [("log_every", 7), ("ckpt_every", 3), ("max_bad_steps", 2)])
+def test_changing_logging_or_checkpoint_cadence_reruns_nothing(stub_results, tmp_path, key, value):
+    config = smoke_variant(tmp_path, lambda cfg: cfg["train_defaults"].update({key: value}))
+    assert dry_run(stub_results, config) == []
+
+
+def test_missing_dataset_folder_stops_the_dry_run_naming_it(tmp_path):
+    missing = tmp_path / "no_such_dataset"
+    config = smoke_variant(tmp_path, lambda cfg: cfg["scenes"].update(real={"path": str(missing)}))
+    proc = snakemake("-n", "--configfile", str(config), workdir=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert f"dataset folder {missing} not found" in proc.stdout
+    assert "scenes.real.path" in proc.stdout
 
 
 def test_changing_resources_reruns_nothing(stub_results, tmp_path):
@@ -288,7 +319,7 @@ def test_changing_resources_reruns_nothing(stub_results, tmp_path):
 def test_forcerun_evaluate_plans_evaluation_and_report_only(stub_results, smoke_cfg):
     jobs = dry_run(stub_results, SMOKE, "--forcerun", "evaluate")
     expected = run_jobs(["evaluate"], smoke_cfg["scenes"], smoke_cfg["variants"], [0])
-    assert jobs == sorted([*expected, ("report", ())])
+    assert jobs == sorted([*expected, ("report_manifest", ()), ("report", ())])
 
 
 def test_single_target_file_reruns_one_job(stub_results):
@@ -387,7 +418,7 @@ def test_e2e_forcerun_evaluate_plans_evaluation_and_report_only(e2e_results, smo
     assert "Nothing to be done" in proc.stdout
     jobs = dry_run(e2e_results, SMOKE, "--forcerun", "evaluate")
     expected = run_jobs(["evaluate"], smoke_cfg["scenes"], smoke_cfg["variants"], smoke_cfg["seeds"])
-    assert jobs == sorted([*expected, ("report", ())])
+    assert jobs == sorted([*expected, ("report_manifest", ()), ("report", ())])
 
 
 @pytest.mark.workflow
@@ -396,4 +427,4 @@ def test_e2e_changing_one_variant_reruns_only_that_variant(e2e_results, smoke_cf
     jobs = dry_run(e2e_results, config)
     seeds = smoke_cfg["seeds"]
     expected = run_jobs(["train", "evaluate", "render"], smoke_cfg["scenes"], ["mipnerf360"], seeds)
-    assert jobs == sorted([*expected, ("report", ())])
+    assert jobs == sorted([*expected, ("report_manifest", ()), ("report", ())])

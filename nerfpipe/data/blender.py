@@ -12,13 +12,28 @@ their encodings are dataset-specific and nothing downstream needs them.
 Pixel values: 8-bit -> /255; 16-bit grayscale -> /65535; 16-bit colour PNGs are decoded by
 Pillow at 8 bits per channel (error < 1/255). Grayscale is replicated to RGB; images without an
 alpha channel get alpha 1. RGBA is straight (not premultiplied) alpha.
+
+Hostile input is refused with a one-line NerfpipeError before any large allocation:
+- every `file_path` / `depth_path` / `normal_path` must name a file inside the scene folder,
+  checked lexically (relative, no `..` component, not the folder itself, no control characters);
+  symlinks inside the dataset may point anywhere (git-annex / DVC checkouts), so the target of a
+  link is not resolved;
+- an image whose header declares more than MAX_IMAGE_PIXELS pixels is refused before decoding;
+  a .npy ground-truth file whose header declares another shape is refused before loading;
+- the decoded arrays of a split (N x H x W x 4 x 4 bytes, plus ground truth) must fit in
+  MAX_SPLIT_BYTES (environment override NERFPIPE_MAX_SPLIT_BYTES); they are allocated once.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import struct
+import threading
+import warnings
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +45,17 @@ RIGID_TOL = 1e-3
 # Last row of a transform_matrix must be [0, 0, 0, 1] within this.
 LAST_ROW_TOL = 1e-6
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Largest image (width x height) that is decoded; the header is checked before decoding.
+MAX_IMAGE_PIXELS = 64_000_000  # 64 megapixels, e.g. 8000x8000
+# Largest decoded split (rgba + ground truth, float32); NERFPIPE_MAX_SPLIT_BYTES overrides it.
+MAX_SPLIT_BYTES = 16 * 2**30
+MAX_SPLIT_BYTES_ENV = "NERFPIPE_MAX_SPLIT_BYTES"
+# Largest transforms_*.json that is parsed.
+MAX_TRANSFORMS_BYTES = 256 * 2**20
+
+# Pillow's own decompression-bomb limit is a process-wide setting; it is lifted only while a
+# header is read (the stricter MAX_IMAGE_PIXELS check follows), under this lock.
+_PIL_LIMIT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -49,35 +75,162 @@ class BlenderSplit:
     normals: np.ndarray | None = None
 
 
-def resolve_frame_path(root: Path, file_path: str, add_png: bool = True) -> Path:
-    """Path of a frame's file: `root / file_path`, with ".png" appended when it has no image extension."""
-    rel = file_path[2:] if file_path.startswith("./") else file_path
+def format_bytes(n: int | float) -> str:
+    """A byte count for messages: "12.3 GiB", "4.0 MiB", "512 bytes"."""
+    if n >= 2**1000:  # beyond float range: give the order of magnitude
+        return f"2^{int(n).bit_length() - 1} bytes"
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}" if n < 2**60 else f"{n / size:.3g} {unit}"
+    return f"{int(n)} bytes"
+
+
+def byte_limit(env: str, default: int) -> int:
+    """A memory limit in bytes: the environment variable `env` when set, else `default`."""
+    raw = os.environ.get(env, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw.replace("_", ""))
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 1:
+        raise NerfpipeError(f"environment variable {env}={raw!r}: expected a positive number of bytes")
+    return int(value)
+
+
+def short_repr(value: Any, limit: int = 200) -> str:
+    """repr() of at most `limit` characters (the middle elided), for values quoted in one-line messages."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int beyond sys.get_int_max_str_digits()
+        text = f"<{type(value).__name__}>"
+    if len(text) <= limit:
+        return text
+    head = (limit - 3) // 2
+    return text[:head] + "..." + text[len(text) - (limit - 3 - head):]
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _is_file(path: Path) -> bool:
+    """Path.is_file that answers False (rather than raising) for names the OS refuses (too long, ...)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def check_relative_path(file_path: str, where: str, key: str = "file_path") -> str:
+    """Check a dataset path lexically; return it normalised (no "." components).
+
+    It must be relative, free of `..` components and control characters, and name something
+    below the scene folder (not the folder itself). Symlinks are not resolved: a link inside the
+    dataset may point elsewhere (git-annex / DVC checkouts).
+    """
+    quoted = short_repr(file_path)
+    if any(ord(c) < 32 or ord(c) == 127 for c in file_path):
+        raise NerfpipeError(f"{where}: {key} {quoted} contains a control character")
+    try:
+        file_path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise NerfpipeError(f"{where}: {key} {quoted} is not valid Unicode (lone surrogate)") from None
+    pure = PurePosixPath(file_path)
+    if pure.is_absolute():
+        raise NerfpipeError(f"{where}: {key} {quoted} is an absolute path; paths must be relative to the "
+                            "scene folder")
+    if ".." in pure.parts:
+        raise NerfpipeError(f"{where}: {key} {quoted} has a '..' component; paths must stay inside the "
+                            "scene folder")
+    if not pure.parts:
+        raise NerfpipeError(f"{where}: {key} {quoted} names the scene folder itself, not a file in it")
+    return str(pure)
+
+
+def resolve_frame_path(root: Path, file_path: str, add_png: bool = True, where: str | None = None,
+                       key: str = "file_path") -> Path:
+    """Path of a frame's file: `root / file_path`, with ".png" appended when it has no image extension.
+
+    `file_path` must stay inside `root` (see `check_relative_path`); `where` names the frame in
+    the error message.
+    """
+    rel = check_relative_path(file_path, where or str(root), key)
     path = root / rel
     if add_png and path.suffix.lower() not in IMAGE_EXTENSIONS:
         path = path.with_name(path.name + ".png")
     return path
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read an image file as float32 RGBA [H, W, 4] in [0, 1] (straight alpha)."""
+def _pil_errors() -> tuple[type[BaseException], ...]:
     from PIL import Image, UnidentifiedImageError
 
-    if not path.is_file():
+    # Pillow's decoders raise a zoo of types on corrupt files; all of them mean "cannot read".
+    return (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, struct.error, IndexError,
+            KeyError, TypeError, ZeroDivisionError, Image.DecompressionBombError)
+
+
+def _open_image(path: Path) -> Any:
+    """Image.open (header only, nothing decoded) with the declared size checked against MAX_IMAGE_PIXELS."""
+    from PIL import Image
+
+    if not _is_file(path):
         raise NerfpipeError(f"{path}: image not found")
+    with _PIL_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # the stricter check below replaces Pillow's
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(path)
+        except _pil_errors() as exc:
+            raise NerfpipeError(f"{path}: cannot read image ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())})") from exc
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS or w < 1 or h < 1:
+        img.close()
+        if w < 1 or h < 1:
+            raise NerfpipeError(f"{path}: image header declares an empty {w}x{h} image")
+        raise NerfpipeError(f"{path}: image header declares {w}x{h} ({w * h / 1e6:.1f} megapixels), more "
+                            f"than MAX_IMAGE_PIXELS ({MAX_IMAGE_PIXELS / 1e6:g} megapixels); refused before "
+                            "decoding")
+    return img
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from an image file's header, without decoding it (MAX_IMAGE_PIXELS checked)."""
+    img = _open_image(path)
     try:
-        with Image.open(path) as img:
+        w, h = img.size
+    finally:
+        img.close()
+    return h, w
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read an image file as float32 RGBA [H, W, 4] in [0, 1] (straight alpha).
+
+    The header is read first: an image declaring more than MAX_IMAGE_PIXELS pixels is refused
+    before anything is decoded. Arithmetic is float32 (exactly the float64 result rounded, for
+    8- and 16-bit values).
+    """
+    with _open_image(path) as img:
+        try:
             img.load()  # decode now, so truncated files fail here
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit (or 32-bit int) grayscale
-                grey = np.asarray(img, dtype=np.float64) / 65535.0
+                grey = np.asarray(img, dtype=np.float32) / np.float32(65535.0)
                 rgba = np.stack([grey, grey, grey, np.ones_like(grey)], axis=-1)
             elif mode == "F":
-                grey = np.asarray(img, dtype=np.float64)
+                grey = np.asarray(img, dtype=np.float32)
                 rgba = np.stack([grey, grey, grey, np.ones_like(grey)], axis=-1)
             else:
                 if mode not in ("RGBA", "RGB", "L", "LA"):
                     img = img.convert("RGBA" if "A" in mode or "transparency" in img.info else "RGB")
-                arr = np.asarray(img, dtype=np.float64) / 255.0
+                arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)
                 if arr.ndim == 2:  # L
                     arr = np.stack([arr, arr, arr, np.ones_like(arr)], axis=-1)
                 elif arr.shape[-1] == 2:  # LA
@@ -85,13 +238,14 @@ def read_image(path: Path) -> np.ndarray:
                 elif arr.shape[-1] == 3:  # RGB
                     arr = np.concatenate([arr, np.ones_like(arr[..., :1])], axis=-1)
                 rgba = arr
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise NerfpipeError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+        except _pil_errors() as exc:
+            raise NerfpipeError(f"{path}: cannot read image ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())})") from exc
     if rgba.ndim != 3 or rgba.shape[-1] != 4:
         raise NerfpipeError(f"{path}: unsupported image layout {rgba.shape}")
     if not np.all(np.isfinite(rgba)):
         raise NerfpipeError(f"{path}: image has non-finite values")
-    return np.clip(rgba, 0.0, 1.0).astype(np.float32)
+    return np.clip(rgba, 0.0, 1.0, out=rgba)
 
 
 def downscale_rgba(rgba: np.ndarray, factor: int) -> np.ndarray:
@@ -138,7 +292,7 @@ def downscale_depth(depth: np.ndarray, normals: np.ndarray | None, factor: int
 def _check_pose(matrix: object, where: str) -> np.ndarray:
     try:
         pose = np.asarray(matrix, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise NerfpipeError(f"{where}: transform_matrix is not a numeric 4x4 matrix") from exc
     if pose.shape != (4, 4):
         raise NerfpipeError(f"{where}: transform_matrix has shape {pose.shape}, expected (4, 4)")
@@ -161,16 +315,34 @@ def _gt_path(root: Path, frame: dict, key: str, where: str) -> Path:
     value = frame[key]
     if not isinstance(value, str) or not value:
         raise NerfpipeError(f"{where}: {key!r} must be a non-empty path string")
-    return resolve_frame_path(root, value, add_png=False)
+    return resolve_frame_path(root, value, add_png=False, where=where, key=key)
+
+
+def _npy_shape(path: Path, what: str) -> tuple[int, ...]:
+    """The shape a .npy file's header declares (nothing else is read)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, _ = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, _ = np.lib.format.read_array_header_2_0(f)
+    except (ValueError, OSError, SyntaxError, EOFError, TypeError) as exc:
+        raise NerfpipeError(f"{path}: cannot read {what} ({' '.join(str(exc).split())})") from exc
+    return tuple(shape)
 
 
 def _load_gt(path: Path, shape: tuple[int, ...], what: str) -> np.ndarray:
-    if not path.is_file():
+    if not _is_file(path):
         raise NerfpipeError(f"{path}: {what} file not found")
+    declared = _npy_shape(path, what)  # before loading: a header may declare any size
+    if declared != shape:
+        raise NerfpipeError(f"{path}: {what} has shape {short_repr(declared)}, expected {shape} to match "
+                            "the image")
     try:
         arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise NerfpipeError(f"{path}: cannot read {what} ({exc})") from exc
+    except (ValueError, OSError, EOFError) as exc:
+        raise NerfpipeError(f"{path}: cannot read {what} ({' '.join(str(exc).split())})") from exc
     if arr.shape != shape:
         raise NerfpipeError(f"{path}: {what} has shape {arr.shape}, expected {shape} to match the image")
     if not np.all(np.isfinite(arr)):
@@ -178,22 +350,85 @@ def _load_gt(path: Path, shape: tuple[int, ...], what: str) -> np.ndarray:
     return arr.astype(np.float32)
 
 
+def _read_transforms(tf_path: Path) -> Any:
+    try:
+        size = tf_path.stat().st_size
+    except OSError as exc:
+        raise NerfpipeError(f"{tf_path}: cannot read ({_os_reason(exc)})") from exc
+    if size > MAX_TRANSFORMS_BYTES:
+        raise NerfpipeError(f"{tf_path}: transforms file is {format_bytes(size)}, more than "
+                            f"MAX_TRANSFORMS_BYTES ({format_bytes(MAX_TRANSFORMS_BYTES)})")
+    try:
+        return nio.read_json(tf_path)
+    except RecursionError as exc:
+        raise NerfpipeError(f"{tf_path}: not valid JSON (nested too deeply)") from exc
+    except ValueError as exc:  # e.g. an integer beyond Python's int/str conversion limit
+        raise NerfpipeError(f"{tf_path}: not valid JSON ({' '.join(str(exc).split())})") from exc
+    except OSError as exc:
+        raise NerfpipeError(f"{tf_path}: cannot read ({_os_reason(exc)})") from exc
+
+
+@dataclass
+class _Frame:
+    file_path: str
+    image: Path
+    pose: np.ndarray
+    depth: Path | None
+    normals: Path | None
+
+
+def _check_frames(root: Path, tf_path: Path, frames: list) -> tuple[list[_Frame], bool, bool]:
+    """Check every frame's keys, paths and pose before any image is decoded."""
+    has_depth = all(isinstance(f, dict) and "depth_path" in f for f in frames)
+    has_normals = has_depth and all("normal_path" in f for f in frames)
+    checked = []
+    for i, frame in enumerate(frames):
+        where = f"{tf_path} frame {i}"
+        if not isinstance(frame, dict):
+            raise NerfpipeError(f"{where}: expected an object with 'file_path' and 'transform_matrix'")
+        fp = frame.get("file_path")
+        if not isinstance(fp, str) or not fp:
+            raise NerfpipeError(f"{where}: missing or empty 'file_path'")
+        image = resolve_frame_path(root, fp, where=where)
+        if "transform_matrix" not in frame:
+            raise NerfpipeError(f"{where}: missing 'transform_matrix'")
+        pose = _check_pose(frame["transform_matrix"], f"{where} ({fp})")
+        depth = _gt_path(root, frame, "depth_path", where) if has_depth else None
+        normals = _gt_path(root, frame, "normal_path", where) if has_normals else None
+        checked.append(_Frame(fp, image, pose, depth, normals))
+    return checked, has_depth, has_normals
+
+
 def load_blender_split(root: Path, split: str, downscale: int = 1) -> BlenderSplit:
-    """Load `root/transforms_{split}.json` and its images (optionally area-downscaled by `downscale`)."""
+    """Load `root/transforms_{split}.json` and its images (optionally area-downscaled by `downscale`).
+
+    All frames are checked (keys, paths, poses) before any image is decoded; the first image's
+    header fixes the size, and the split's arrays are allocated once, after the MAX_SPLIT_BYTES
+    check.
+    """
     root = Path(root)
-    if not root.is_dir():
+    try:
+        is_dir = root.is_dir()
+    except (OSError, ValueError):
+        is_dir = False
+    if not is_dir:
         raise NerfpipeError(f"{root}: scene folder not found")
     tf_path = root / f"transforms_{split}.json"
-    if not tf_path.is_file():
+    if not _is_file(tf_path):
         raise NerfpipeError(f"{tf_path}: transforms file not found (split {split!r})")
-    meta = nio.read_json(tf_path)
+    meta = _read_transforms(tf_path)
     if not isinstance(meta, dict):
         raise NerfpipeError(f"{tf_path}: expected a JSON object at the top level")
     if "camera_angle_x" not in meta:
         raise NerfpipeError(f"{tf_path}: missing key 'camera_angle_x'")
     fov = meta["camera_angle_x"]
-    if isinstance(fov, bool) or not isinstance(fov, int | float) or not (0.0 < float(fov) < math.pi):
-        raise NerfpipeError(f"{tf_path}: camera_angle_x must be a number in (0, pi) radians, got {fov!r}")
+    try:
+        fov_ok = not isinstance(fov, bool) and isinstance(fov, int | float) and 0.0 < float(fov) < math.pi
+    except OverflowError:
+        fov_ok = False
+    if not fov_ok:
+        raise NerfpipeError(f"{tf_path}: camera_angle_x must be a number in (0, pi) radians, "
+                            f"got {short_repr(fov)}")
     if "frames" not in meta:
         raise NerfpipeError(f"{tf_path}: missing key 'frames'")
     frames = meta["frames"]
@@ -203,54 +438,61 @@ def load_blender_split(root: Path, split: str, downscale: int = 1) -> BlenderSpl
         raise NerfpipeError(f"{tf_path}: 'frames' is empty (empty split {split!r})")
     if isinstance(downscale, bool) or not isinstance(downscale, int) or downscale < 1:
         raise NerfpipeError(f"{tf_path}: downscale must be an integer >= 1, got {downscale!r}")
+    checked, has_depth, has_normals = _check_frames(root, tf_path, frames)
 
-    images, poses, file_paths = [], [], []
-    depths: list[np.ndarray] = []
-    normals: list[np.ndarray] = []
-    has_depth = all(isinstance(f, dict) and "depth_path" in f for f in frames)
-    has_normals = has_depth and all("normal_path" in f for f in frames)
+    n = len(checked)
+    rgba = poses = depths = normals = None
     size: tuple[int, int] | None = None
     first_image: Path | None = None
-    for i, frame in enumerate(frames):
+    for i, frame in enumerate(checked):
         where = f"{tf_path} frame {i}"
-        if not isinstance(frame, dict):
-            raise NerfpipeError(f"{where}: expected an object with 'file_path' and 'transform_matrix'")
-        fp = frame.get("file_path")
-        if not isinstance(fp, str) or not fp:
-            raise NerfpipeError(f"{where}: missing or empty 'file_path'")
-        if "transform_matrix" not in frame:
-            raise NerfpipeError(f"{where}: missing 'transform_matrix'")
-        pose = _check_pose(frame["transform_matrix"], f"{where} ({fp})")
-        img_path = resolve_frame_path(root, fp)
-        if not img_path.is_file():
-            raise NerfpipeError(f"{img_path}: image of {where} (file_path {fp!r}) not found")
-        rgba = read_image(img_path)
-        h, w = rgba.shape[:2]
+        img_path = frame.image
+        if not _is_file(img_path):
+            raise NerfpipeError(f"{img_path}: image of {where} (file_path {short_repr(frame.file_path)}) "
+                                "not found")
+        h, w = image_size(img_path)  # header only
         if size is None:
             size, first_image = (h, w), img_path
             if h % downscale or w % downscale:
                 raise NerfpipeError(f"{img_path}: downscale factor {downscale} does not divide the "
                                     f"image size {h}x{w}")
+            hd, wd = h // downscale, w // downscale
+            floats = 4 + (1 if has_depth else 0) + (3 if has_normals else 0)
+            need = n * hd * wd * floats * 4
+            limit = byte_limit(MAX_SPLIT_BYTES_ENV, MAX_SPLIT_BYTES)
+            if need > limit:
+                gt = " incl. depth/normals" if has_depth else ""
+                raise NerfpipeError(
+                    f"{tf_path}: split {split!r} has {n} frames of {w}x{h} (downscale {downscale}); decoding "
+                    f"them needs about {format_bytes(need)} ({n} x {hd} x {wd} x {floats} floats x 4 bytes"
+                    f"{gt}), more than the limit of {format_bytes(limit)} (MAX_SPLIT_BYTES; set "
+                    f"{MAX_SPLIT_BYTES_ENV} to change it)")
+            rgba = np.empty((n, hd, wd, 4), np.float32)
+            poses = np.empty((n, 4, 4), np.float32)
+            depths = np.empty((n, hd, wd), np.float32) if has_depth else None
+            normals = np.empty((n, hd, wd, 3), np.float32) if has_normals else None
         elif (h, w) != size:
             raise NerfpipeError(f"{img_path}: image is {h}x{w} but {first_image} is {size[0]}x{size[1]} "
                                 f"(all images of a split must have one size)")
-        images.append(downscale_rgba(rgba, downscale))
-        poses.append(pose)
-        file_paths.append(fp)
+        image = read_image(img_path)
+        if image.shape[:2] != (h, w):
+            raise NerfpipeError(f"{img_path}: decoded image is {image.shape[0]}x{image.shape[1]} but its "
+                                f"header declares {h}x{w}")
+        rgba[i] = downscale_rgba(image, downscale)
+        del image
+        poses[i] = frame.pose
         if has_depth:
-            d = _load_gt(_gt_path(root, frame, "depth_path", where), (h, w), "depth")
-            n = None
-            if has_normals:
-                n = _load_gt(_gt_path(root, frame, "normal_path", where), (h, w, 3), "normals")
-            d, n = downscale_depth(d, n, downscale)
-            depths.append(d)
-            if n is not None:
-                normals.append(n)
+            d = _load_gt(frame.depth, (h, w), "depth")
+            nrm = _load_gt(frame.normals, (h, w, 3), "normals") if has_normals else None
+            d, nrm = downscale_depth(d, nrm, downscale)
+            depths[i] = d
+            if nrm is not None:
+                normals[i] = nrm
     return BlenderSplit(
-        rgba=np.stack(images).astype(np.float32),
-        poses=np.stack(poses).astype(np.float32),
+        rgba=rgba,
+        poses=poses,
         camera_angle_x=float(fov),
-        file_paths=file_paths,
-        depth=np.stack(depths) if has_depth else None,
-        normals=np.stack(normals) if has_normals else None,
+        file_paths=[f.file_path for f in checked],
+        depth=depths,
+        normals=normals,
     )

@@ -29,12 +29,16 @@ from nerfpipe import io as nio
 from nerfpipe.data.blender import BlenderSplit, load_blender_split
 from nerfpipe.data.synthetic import SCENES, generate_scene
 from nerfpipe.errors import NerfpipeError
+from nerfpipe.guard import check_output_dir, write_marker
 from nerfpipe.io import make_temp_dir, replace_dir
 from nerfpipe.rays import focal_from_fov
 
 SPLITS = ("train", "val", "test")
 DEFAULT_NEAR, DEFAULT_FAR = 2.0, 6.0  # Blender scenes (NeRF-synthetic) and our synthetic scenes
 VAL_FROM_TEST_MAX = 10
+# What a data folder written before stage markers existed may hold (it may be replaced).
+LEGACY_ENTRIES = ("meta.json", "blender", *(f"{s}_{k}.npy" for s in SPLITS
+                                             for k in ("rgba", "poses", "depth", "normals")))
 SYNTHETIC_DEFAULTS = {"resolution": 64, "n_train": 100, "n_val": 10, "n_test": 20, "seed": 0}
 
 
@@ -100,6 +104,8 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
     far = _float_setting(name, scene, "far", DEFAULT_FAR)
     if not 0.0 <= near < far:
         raise NerfpipeError(f"scene {name!r}: need 0 <= near < far, got near={near}, far={far}")
+    dataset = None if is_synthetic else Path(str(scene["path"])).expanduser()
+    check_output_dir(out_dir, "data", inputs=[dataset] if dataset else [], legacy_names=LEGACY_ENTRIES)
 
     tmp = make_temp_dir(out_dir)
     try:
@@ -117,7 +123,7 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
             path = scene["path"]
             if not isinstance(path, str | Path) or not str(path):
                 raise NerfpipeError(f"scene {name!r}: path must be a folder name, got {path!r}")
-            root = Path(path).expanduser()
+            root = dataset
             source = str(path)
         splits, val_from_test = _load_splits(root, downscale)
 
@@ -125,20 +131,30 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
         fov = splits["train"].camera_angle_x
         has_depth = all(s.depth is not None for s in splits.values())
         has_normals = all(s.normals is not None for s in splits.values())
+        digests = {}
         for split, s in splits.items():
-            nio.save_npy(tmp / f"{split}_rgba.npy", s.rgba.astype(np.float32))
-            nio.save_npy(tmp / f"{split}_poses.npy", s.poses.astype(np.float32))
+            arrays = {"rgba": s.rgba, "poses": s.poses}
             if has_depth:
-                nio.save_npy(tmp / f"{split}_depth.npy", s.depth.astype(np.float32))
+                arrays["depth"] = s.depth
             if has_normals:
-                nio.save_npy(tmp / f"{split}_normals.npy", s.normals.astype(np.float32))
-        nio.write_json(tmp / "meta.json", {
+                arrays["normals"] = s.normals
+            for key, array in arrays.items():
+                name_npy = f"{split}_{key}.npy"
+                digests[name_npy] = nio.save_npy(tmp / name_npy, array.astype(np.float32))
+        meta = {
             "scene": name, "source": source, "height": int(height), "width": int(width),
             "focal": focal_from_fov(int(width), fov), "camera_angle_x": fov, "near": near, "far": far,
             "splits": {k: len(s.file_paths) for k, s in splits.items()},
             "has_depth": has_depth, "has_normals": has_normals, "downscale": downscale,
             "val_from_test": val_from_test,
-        })
+        }
+        # Content identity of the prepared scene: what training and evaluation check their
+        # inputs against (a changed image changes it; regenerating the same bytes, or moving
+        # the dataset folder, does not).
+        identity = {k: v for k, v in meta.items() if k != "source"}
+        meta["fingerprint"] = nio.fingerprint({"meta": identity, "arrays": digests})
+        nio.write_json(tmp / "meta.json", meta)
+        write_marker(tmp, "data")
         replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

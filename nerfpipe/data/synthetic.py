@@ -20,6 +20,11 @@ Scenes:
 Cameras sit on the upper hemisphere at radius 4 looking at the origin (world up +z): train and
 val views are independent seeded draws, test views an orbit with varying elevation and a seeded
 azimuth offset; no val/test camera coincides with a train camera. Same seed, same bytes.
+
+Before anything is allocated, `generate_scene` estimates the memory the data stage needs for the
+scene (`estimate_scene_bytes`: tracing one view, then the decoded dataset) and refuses settings
+above MAX_SCENE_BYTES (environment override NERFPIPE_MAX_SCENE_BYTES). A failed write (disk
+full, permissions) is reported as a NerfpipeError naming the file.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from nerfpipe import io as nio
+from nerfpipe.data.blender import byte_limit, format_bytes, short_repr
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.io import make_temp_dir, replace_dir
 from nerfpipe.rays import focal_from_fov, look_at
@@ -51,6 +57,14 @@ CAMERA_MIN_Z, CAMERA_MAX_Z = 0.05, 0.95
 SAME_CAMERA_TOL = 1e-3
 # Intersections closer than this along the ray are ignored (none occur: cameras are outside).
 T_MIN = 1e-6
+# Memory limit of a generated scene (see estimate_scene_bytes); NERFPIPE_MAX_SCENE_BYTES overrides it.
+MAX_SCENE_BYTES = 4 * 2**30
+MAX_SCENE_BYTES_ENV = "NERFPIPE_MAX_SCENE_BYTES"
+# Peak bytes per traced ray of `render_view` (measured with tracemalloc: 190-235 for the three
+# scenes at 32-128 pixels, rounded up).
+TRACE_BYTES_PER_RAY = 256
+# Bytes per pixel of a decoded view: rgba (4) + depth (1) + normals (3) float32.
+DECODED_BYTES_PER_PIXEL = (4 + 1 + 3) * 4
 
 Array = np.ndarray
 AlbedoFn = Callable[[Any, Array], Array]  # (primitive, points [M,3]) -> rgb [M,3]
@@ -532,6 +546,50 @@ def _npy_bytes(array: Array) -> bytes:
     return buf.getvalue()
 
 
+def estimate_scene_bytes(resolution: int, n_train: int, n_val: int, n_test: int) -> tuple[int, int]:
+    """Peak memory of the data stage for a generated scene: (tracing one view, the decoded dataset).
+
+    `render_view` traces resolution^2 x SUPERSAMPLE^2 rays at once (TRACE_BYTES_PER_RAY each);
+    afterwards the data stage holds every split decoded (DECODED_BYTES_PER_PIXEL per pixel).
+    The two phases do not overlap, so the peak is the larger of the two.
+    """
+    pixels = int(resolution) ** 2
+    trace = pixels * SUPERSAMPLE**2 * TRACE_BYTES_PER_RAY
+    dataset = (int(n_train) + int(n_val) + int(n_test)) * pixels * DECODED_BYTES_PER_PIXEL
+    return trace, dataset
+
+
+def _check_scene_size(kind: str, resolution: int, n_train: int, n_val: int, n_test: int) -> None:
+    trace, dataset = estimate_scene_bytes(resolution, n_train, n_val, n_test)
+    limit = byte_limit(MAX_SCENE_BYTES_ENV, MAX_SCENE_BYTES)
+    if max(trace, dataset) <= limit:
+        return
+    res, views = short_repr(resolution, 20), short_repr(int(n_train) + int(n_val) + int(n_test), 20)
+    if trace >= dataset:
+        need = (f"resolution: {res} needs about {format_bytes(trace)} to trace one view "
+                f"({res}^2 pixels x {SUPERSAMPLE**2} rays x {TRACE_BYTES_PER_RAY} bytes)")
+    else:
+        counts = ", ".join(f"{k} {short_repr(v, 20)}" for k, v in
+                           (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)))
+        need = (f"resolution: {res} with {views} views ({counts}) needs about {format_bytes(dataset)} "
+                "for the decoded dataset")
+    raise NerfpipeError(f"synthetic scene {kind!r}: {need}, more than the limit of {format_bytes(limit)} "
+                        f"(MAX_SCENE_BYTES; set {MAX_SCENE_BYTES_ENV} to change it)")
+
+
+def _write_failed(path: Path, exc: OSError) -> NerfpipeError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return NerfpipeError(f"{path}: cannot write the generated scene ({reason})")
+
+
+def _write_file(tmp: Path, out_dir: Path, rel: str, data: bytes) -> None:
+    """Write tmp/rel; an OSError (disk full, ...) is reported under the final name out_dir/rel."""
+    try:
+        (tmp / rel).write_bytes(data)
+    except OSError as exc:
+        raise _write_failed(out_dir / rel, exc) from exc
+
+
 def generate_scene(kind: str, out_dir: Path, resolution: int = 64, n_train: int = 100, n_val: int = 10,
                    n_test: int = 20, seed: int = 0) -> None:
     """Render scene `kind` and write it to `out_dir` as a Blender-format dataset.
@@ -543,6 +601,8 @@ def generate_scene(kind: str, out_dir: Path, resolution: int = 64, n_train: int 
     The dataset is built in a temporary sibling folder and renamed onto `out_dir` (replacing an
     older one) when complete. Its hundreds of small files are written without a per-file fsync
     (which would cost more than the rendering); the folder as a whole is the atomic unit.
+    Settings whose estimated memory (`estimate_scene_bytes`) exceeds MAX_SCENE_BYTES are refused
+    before anything is allocated or written.
     """
     if kind not in _SCENE_BUILDERS:
         raise NerfpipeError(f"synthetic scene {kind!r}: unknown, expected one of {', '.join(SCENES)}")
@@ -551,28 +611,41 @@ def generate_scene(kind: str, out_dir: Path, resolution: int = 64, n_train: int 
     for name, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
         if int(n) < 1:
             raise NerfpipeError(f"synthetic scene {kind!r}: {name} must be >= 1, got {n}")
+    _check_scene_size(kind, int(resolution), int(n_train), int(n_val), int(n_test))
     out_dir = Path(out_dir)
     scene = build_scene(kind)
     height = width = int(resolution)
     focal = focal_from_fov(width, CAMERA_ANGLE_X)
     eyes = camera_eyes(int(n_train), int(n_val), int(n_test), int(seed))
-    tmp = make_temp_dir(out_dir)
+    try:
+        tmp = make_temp_dir(out_dir)
+    except OSError as exc:
+        raise _write_failed(out_dir, exc) from exc
     try:
         for split, split_eyes in eyes.items():
-            (tmp / split).mkdir()
+            try:
+                (tmp / split).mkdir()
+            except OSError as exc:
+                raise _write_failed(out_dir / split, exc) from exc
             frames = []
             for i, eye in enumerate(split_eyes):
                 c2w = look_at(eye)
                 rgba, depth, normals = render_view(scene, c2w, height, width, focal)
                 stem = f"{split}/r_{i}"
-                (tmp / f"{stem}.png").write_bytes(_png_bytes(rgba))
-                (tmp / f"{stem}_depth.npy").write_bytes(_npy_bytes(depth.astype(np.float32)))
-                (tmp / f"{stem}_normal.npy").write_bytes(_npy_bytes(normals.astype(np.float32)))
+                _write_file(tmp, out_dir, f"{stem}.png", _png_bytes(rgba))
+                _write_file(tmp, out_dir, f"{stem}_depth.npy", _npy_bytes(depth.astype(np.float32)))
+                _write_file(tmp, out_dir, f"{stem}_normal.npy", _npy_bytes(normals.astype(np.float32)))
                 frames.append({"file_path": f"./{stem}", "transform_matrix": c2w.tolist(),
                                "depth_path": f"./{stem}_depth.npy", "normal_path": f"./{stem}_normal.npy"})
-            nio.write_json(tmp / f"transforms_{split}.json",
-                           {"camera_angle_x": CAMERA_ANGLE_X, "frames": frames})
-        replace_dir(tmp, out_dir)
+            name = f"transforms_{split}.json"
+            try:
+                nio.write_json(tmp / name, {"camera_angle_x": CAMERA_ANGLE_X, "frames": frames})
+            except OSError as exc:
+                raise _write_failed(out_dir / name, exc) from exc
+        try:
+            replace_dir(tmp, out_dir)
+        except OSError as exc:
+            raise _write_failed(out_dir, exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -5,9 +5,20 @@ import json
 import os
 import sys
 
-# The package that ships with this workflow resolves variants (one implementation).
+# The package that ships with this workflow resolves variants and owns the artifact layout
+# (one implementation each).
 sys.path.insert(0, workflow.basedir)
-from nerfpipe.config import resolve_scene, resolve_variant, validate_config
+from pathlib import Path
+
+from nerfpipe import layout
+from nerfpipe.config import (
+    TRAIN_RUNTIME_KEYS,
+    output_settings,
+    resolve_scene,
+    resolve_variant,
+    validate_config,
+    weight_settings,
+)
 from nerfpipe.errors import NerfpipeError
 from snakemake.exceptions import WorkflowError
 
@@ -23,13 +34,23 @@ VARIANTS = list(CFG["variants"])
 SEEDS = list(CFG["seeds"])
 GPUS = CFG["resources"]["gpu"]
 # One training run: its folder below train/, eval/ and render/ and its log/benchmark name.
-RUN = "{scene}/{variant}/seed{seed}"
+RUN = layout.RUN
+
+# A dataset folder that does not exist stops the workflow before any job is planned.
+for _name in SCENES:
+    _scene = resolve_scene(CFG, _name)
+    if "path" in _scene and not Path(_scene["path"]).expanduser().is_dir():
+        raise WorkflowError(
+            f"{CONFIG_SOURCE}: scenes.{_name}.path: dataset folder {_scene['path']} not found"
+        )
 
 
+# Only configured names match, so a target naming an unknown scene, variant or seed is
+# "no rule to produce" it, not an error inside a settings function.
 wildcard_constraints:
-    scene=r"[A-Za-z0-9_]+",
-    variant=r"[A-Za-z0-9_]+",
-    seed=r"[0-9]+",
+    scene="|".join(SCENES),
+    variant="|".join(VARIANTS),
+    seed="|".join(str(s) for s in SEEDS),
 
 
 def out(path):
@@ -59,16 +80,64 @@ def scene_settings(wildcards):
     return json.dumps(resolve_scene(CFG, wildcards.scene), sort_keys=True)
 
 
+def dataset_files(wildcards):
+    """Input of the data stage for a `path:` scene: its transforms_*.json and every image they
+    name, so editing the dataset reruns exactly that scene. Embedded scenes have no input files.
+    Files the transforms name but that are missing or outside the folder are left to the data
+    stage, which reports them naming the file."""
+    from nerfpipe.data.blender import resolve_frame_path
+
+    scene = resolve_scene(CFG, wildcards.scene)
+    if "path" not in scene:
+        return []
+    root = Path(scene["path"]).expanduser()
+    files = []
+    for split in ("train", "val", "test"):
+        transforms = root / f"transforms_{split}.json"
+        if not transforms.is_file():
+            continue
+        files.append(str(transforms))
+        try:
+            frames = json.loads(transforms.read_text()).get("frames", [])
+            for frame in frames:
+                path = resolve_frame_path(root, frame["file_path"])
+                if path.is_file():
+                    files.append(str(path))
+        except (ValueError, TypeError, KeyError, AttributeError, OSError, NerfpipeError):
+            continue
+    return files
+
+
 def variant_settings(wildcards):
-    """Resolved training settings of one variant and seed as JSON."""
-    return json.dumps(resolve_variant(CFG, wildcards.variant, int(wildcards.seed)), sort_keys=True)
+    """The training settings of one variant and seed that determine its weights, as JSON (the
+    train rule's rerun trigger; logging and checkpoint cadence are left out, see train_runtime)."""
+    settings = resolve_variant(CFG, wildcards.variant, int(wildcards.seed))
+    return json.dumps(weight_settings(settings), sort_keys=True)
+
+
+def train_runtime(wildcards, output):
+    """log_every, ckpt_every, max_bad_steps of one variant as JSON. They cannot change the weights,
+    so they must not retrain anything: a params function that takes `output` is derived from the
+    job's files, and Snakemake leaves derived params out of the params rerun trigger."""
+    settings = resolve_variant(CFG, wildcards.variant, int(wildcards.seed))
+    return json.dumps({k: settings[k] for k in TRAIN_RUNTIME_KEYS}, sort_keys=True)
+
+
+def evaluate_settings(wildcards):
+    """The evaluate options of one variant (chunk size, depth and normal images) as JSON."""
+    return json.dumps(output_settings(resolve_variant(CFG, wildcards.variant)), sort_keys=True)
+
+
+def render_settings(wildcards):
+    """The config's render section plus the variant's chunk size, as JSON."""
+    chunk = resolve_variant(CFG, wildcards.variant)["eval_chunk"]
+    return json.dumps({**CFG["render"], "eval_chunk": chunk}, sort_keys=True)
 
 
 def parent_dir(path):
     return os.path.dirname(str(path))
 
 
-RENDER_SETTINGS = json.dumps(CFG["render"], sort_keys=True)
 REPORT_SETTINGS = json.dumps(
     {
         "scenes": SCENES,

@@ -1,5 +1,7 @@
 rule data:
     """Write the normalised images and cameras of one scene (generating embedded scenes)."""
+    input:
+        dataset_files,
     output:
         directory(out("data/{scene}")),
     params:

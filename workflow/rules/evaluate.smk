@@ -5,11 +5,10 @@ rule evaluate:
         model=rules.train.output.model,
         config=rules.train.output.config,
     output:
-        metrics=out(f"eval/{RUN}/metrics.json"),
-        per_image=out(f"eval/{RUN}/per_image.csv"),
-        weights=out(f"eval/{RUN}/weights.json"),
-        renders=directory(out(f"eval/{RUN}/renders")),
+        **{key: out(f"eval/{RUN}/{name}") for key, name in layout.EVAL_FILES.items()},
+        renders=directory(out(f"eval/{RUN}/{layout.EVAL_RENDERS}")),
     params:
+        settings=evaluate_settings,
         train=lambda wildcards, input: parent_dir(input.model),
         outdir=lambda wildcards, output: parent_dir(output.metrics),
     log:
@@ -25,4 +24,4 @@ rule evaluate:
         "../envs/nerfpipe.yaml"
     shell:
         "nerfpipe evaluate --data {input.data} --train {params.train:q} --out {params.outdir:q}"
-        " --threads {threads} > {log:q} 2>&1"
+        " --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"

@@ -6,28 +6,35 @@ rule render:
         config=rules.train.output.config,
     output:
         rgb_mp4=report(
-            out(f"render/{RUN}/orbit_rgb.mp4"),
+            out(f"render/{RUN}/{layout.RENDER_FILES['rgb_mp4']}"),
             caption="../report/orbit.rst",
             category="Orbit videos",
             subcategory="{scene}",
             labels={"scene": "{scene}", "variant": "{variant}", "seed": "{seed}", "kind": "rgb (mp4)"},
         ),
         rgb_gif=report(
-            out(f"render/{RUN}/orbit_rgb.gif"),
+            out(f"render/{RUN}/{layout.RENDER_FILES['rgb_gif']}"),
             caption="../report/orbit.rst",
             category="Orbit videos",
             subcategory="{scene}",
             labels={"scene": "{scene}", "variant": "{variant}", "seed": "{seed}", "kind": "rgb"},
         ),
         depth_gif=report(
-            out(f"render/{RUN}/orbit_depth.gif"),
+            out(f"render/{RUN}/{layout.RENDER_FILES['depth_gif']}"),
             caption="../report/orbit_depth.rst",
             category="Orbit videos",
             subcategory="{scene}",
             labels={"scene": "{scene}", "variant": "{variant}", "seed": "{seed}", "kind": "depth"},
         ),
+        normal_gif=report(
+            out(f"render/{RUN}/{layout.RENDER_FILES['normal_gif']}"),
+            caption="../report/orbit_normal.rst",
+            category="Orbit videos",
+            subcategory="{scene}",
+            labels={"scene": "{scene}", "variant": "{variant}", "seed": "{seed}", "kind": "normals"},
+        ),
     params:
-        settings=RENDER_SETTINGS,
+        settings=render_settings,
         train=lambda wildcards, input: parent_dir(input.model),
         outdir=lambda wildcards, output: parent_dir(output.rgb_mp4),
     log:

@@ -8,12 +8,10 @@ rule train:
         data=rules.data.output[0],
         rays=rules.rays.output[0],
     output:
-        model=out(f"train/{RUN}/model.pt"),
-        config=out(f"train/{RUN}/config.json"),
-        train_log=out(f"train/{RUN}/train_log.csv"),
-        summary=out(f"train/{RUN}/summary.json"),
+        **{key: out(f"train/{RUN}/{name}") for key, name in layout.TRAIN_FILES.items()},
     params:
         settings=variant_settings,
+        runtime=train_runtime,
         outdir=lambda wildcards, output: parent_dir(output.model),
     log:
         log_path("train", RUN),
@@ -28,4 +26,5 @@ rule train:
         "../envs/nerfpipe.yaml"
     shell:
         "nerfpipe train --data {input.data} --rays {input.rays} --out {params.outdir:q}"
-        " --settings {params.settings:q} --threads {threads} > {log:q} 2>&1"
+        " --settings {params.settings:q} --runtime {params.runtime:q} --threads {threads}"
+        " > {log:q} 2>&1"
