@@ -64,6 +64,12 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     objects are refused as by yaml.safe_load. Raises NerfpipeError naming `path` and the
     offending key on any problem.
     """
+    return validate_config(read_config_file(path), source=str(path))
+
+
+def read_config_file(path: str | os.PathLike) -> Any:
+    """Parse a YAML config file strictly (see load_config) without validating it. The workflow
+    calls this on its --configfile too: Snakemake's own YAML reading lets a duplicated key win."""
     path = Path(path)
     if not path.is_file():
         raise NerfpipeError(f"{path}: config file not found")
@@ -77,7 +83,7 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         raise NerfpipeError(f"{path}: not valid YAML: nested too deeply") from exc
     except ValueError as exc:  # e.g. an integer beyond Python's int/str conversion limit
         raise NerfpipeError(f"{path}: not valid YAML: {_one_line(str(exc))}") from exc
-    return validate_config(cfg, source=str(path))
+    return cfg
 
 
 class _DuplicateKeyError(yaml.constructor.ConstructorError):

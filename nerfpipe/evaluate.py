@@ -44,11 +44,11 @@ def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None =
     dev = resolve_device(device)
     data = load_split(data_dir, split)
     meta = data["meta"]
-    model, settings = load_trained(train_dir, dev, data_meta=meta, data_dir=data_dir, overrides=options)
     window = 2 * metrics.SSIM_RADIUS + 1
     if min(int(meta["height"]), int(meta["width"])) < window:
         raise NerfpipeError(f"{data_dir / 'meta.json'}: {split} images are {meta['height']}x{meta['width']}; "
                             f"evaluation needs at least {window}x{window} (the SSIM window)")
+    model, settings = load_trained(train_dir, dev, data_meta=meta, data_dir=data_dir, overrides=options)
     with guard.owned_output_dir(out_dir, "evaluate", inputs=[data_dir, train_dir],
                                 legacy_names=(*layout.EVAL_FILES.values(), layout.EVAL_RENDERS)):
         renders = nio.make_temp_dir(out_dir / layout.EVAL_RENDERS)

@@ -325,17 +325,22 @@ def test_corrupt_model_file_is_rejected_by_evaluate(trained, tiny_scene, tmp_pat
     assert not out.exists() and not out.parent.exists()
 
 
-def test_resume_from_checkpoint_of_other_model_size_is_refused(trained, tiny_scene, tmp_path, capsys) -> None:
+def test_checkpoint_of_other_model_size_is_discarded_in_one_line(trained, tiny_scene, tmp_path,
+                                                                  capsys) -> None:
+    """A checkpoint of another run (here another model size) is never resumed: training says so in
+    one line naming the changed settings, removes it and trains from scratch."""
     out = tmp_path / "train" / "tiny"
     (out / "ckpt").mkdir(parents=True)
     shutil.copy(trained / "ckpt" / "ckpt_00000001.pt", out / "ckpt")
-    before = snapshot(out)
     settings = json.dumps({**TINY_TRAIN, "iterations": 3, "net_width": 24})
     code, err = run_cli(["train", "--settings", settings, "--data", str(tiny_scene["data"]), "--rays",
                          str(tiny_scene["rays"]), "--out", str(out), "--threads", "1"], tmp_path, False,
                         capsys)
-    assert_one_clear_line(code, err, ["ckpt_00000001.pt", "different variant or model size", "Delete"])
-    assert snapshot(out) == before  # the checkpoint is kept; no model.pt or log was written
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "from scratch" in line]
+    assert len(notes) == 1 and "settings differ: iterations, net_width" in notes[0], err
+    assert not (out / "ckpt" / "ckpt_00000001.pt").exists()
+    assert json.loads((out / "summary.json").read_text())["iterations"] == 3
     assert siblings(out) == {"tiny"}
 
 

@@ -155,7 +155,8 @@ def write_data_dir(path: Path, rgba: np.ndarray, poses: np.ndarray, focal: float
     nio.save_npy(path / "train_poses.npy", poses)
     nio.write_json(path / "meta.json", {
         "scene": "t", "source": "test", "height": h, "width": w, "focal": focal, "camera_angle_x": 0.7,
-        "near": 2.0, "far": 6.0, "splits": {"train": n}, "has_depth": False, "has_normals": False})
+        "near": 2.0, "far": 6.0, "splits": {"train": n}, "has_depth": False, "has_normals": False,
+        "fingerprint": f"data-{n}x{h}x{w}"})
 
 
 def test_ray_cache_index_layout(tmp_path: Path) -> None:
@@ -166,7 +167,10 @@ def test_ray_cache_index_layout(tmp_path: Path) -> None:
     write_data_dir(tmp_path / "data", rgba, poses, f)
     build_ray_cache(tmp_path / "data", tmp_path / "rays")
     cache = load_ray_cache(tmp_path / "rays")
-    assert cache["meta"] == {"height": h, "width": w, "n_images": n, "focal": f, "near": 2.0, "far": 6.0}
+    fingerprint = cache["meta"].pop("fingerprint")
+    assert cache["meta"] == {"height": h, "width": w, "n_images": n, "focal": f, "near": 2.0, "far": 6.0,
+                             "data_fingerprint": f"data-{n}x{h}x{w}"}
+    assert len(fingerprint) == 64  # the rays' own content identity (SHA-256), derived from the data's
     for key, c in (("origins", 3), ("directions", 3), ("viewdirs", 3), ("radii", 1), ("rgba", 4)):
         assert cache[key].shape == (n * h * w, c) and cache[key].dtype == np.float32
         assert isinstance(cache[key], np.memmap)
@@ -190,6 +194,7 @@ def test_ray_cache_failure_keeps_previous(tmp_path: Path) -> None:
     write_data_dir(tmp_path / "data", rgba, random_pose(rng)[None].astype(np.float32), 3.0)
     build_ray_cache(tmp_path / "data", tmp_path / "rays")
     before = {p.name: p.read_bytes() for p in (tmp_path / "rays").iterdir()}
+    assert ".nerfpipe-stage" in before  # the rays stage marks its folder as its own
     (tmp_path / "data" / "train_poses.npy").unlink()
     with pytest.raises(NerfpipeError, match="train_poses.npy"):
         build_ray_cache(tmp_path / "data", tmp_path / "rays")

@@ -311,6 +311,15 @@ def test_missing_dataset_folder_stops_the_dry_run_naming_it(tmp_path):
     assert "scenes.real.path" in proc.stdout
 
 
+def test_duplicated_config_key_stops_the_workflow_naming_the_line(tmp_path):
+    config = tmp_path / "dup.yaml"
+    config.write_text(SMOKE.read_text() + "\ntrain_defaults:\n  iterations: 3\n")
+    proc = snakemake("-n", "--configfile", str(config), workdir=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "duplicate key 'train_defaults'" in proc.stdout
+    assert f"{config}: not valid YAML: line" in proc.stdout
+
+
 def test_changing_resources_reruns_nothing(stub_results, tmp_path):
     config = smoke_variant(tmp_path, lambda cfg: cfg["resources"]["train"].update(threads=2, runtime=11))
     assert dry_run(stub_results, config) == []

@@ -144,8 +144,7 @@ def test_smoke_workflow_runs_through_slurm(slurm_cluster, tmp_path):
         "--jobs", "4", "--retries", "0",
         # Poll soon: MinJobAge (300 s) stays above 3x this, so squeue answers for finished jobs.
         "--slurm-init-seconds-before-status-checks", "5",
-        # Train on the (one) fake GPU; evaluation and rendering on CPUs beside it.
-        "--set-resources", "train:gpu=1", "evaluate:gpu=0", "render:gpu=0",
+        # Train, evaluate and render each ask for the (one) fake GPU, as the profile says.
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=slurm_cluster, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT_S)
@@ -163,9 +162,11 @@ def test_smoke_workflow_runs_through_slurm(slurm_cluster, tmp_path):
     assert {p.stem for p in logs} == set(submitted.values())
     assert not any("rule_report" in str(p) for p in logs)  # a local rule
 
-    # Training jobs asked the scheduler for the GPU (records stay for MinJobAge seconds).
-    train_ids = [p.stem for p in logs if p.parent.parent.name == "rule_train"]
-    for job_id in train_ids:
+    # Training, evaluation and rendering jobs asked the scheduler for the GPU (records stay for
+    # MinJobAge seconds).
+    gpu_ids = [p.stem for p in logs if p.parent.parent.name in ("rule_train", "rule_evaluate", "rule_render")]
+    assert len(gpu_ids) == 6
+    for job_id in gpu_ids:
         info = subprocess.run(["scontrol", "show", "job", job_id], env=slurm_cluster,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
         assert "JobState=COMPLETED" in info.stdout, info.stdout

@@ -14,6 +14,7 @@ from nerfpipe import layout
 from nerfpipe.config import (
     TRAIN_RUNTIME_KEYS,
     output_settings,
+    read_config_file,
     resolve_scene,
     resolve_variant,
     validate_config,
@@ -24,6 +25,10 @@ from snakemake.exceptions import WorkflowError
 
 CONFIG_SOURCE = ", ".join(str(p) for p in workflow.overwrite_configfiles) or "config/config.yaml"
 try:
+    # Snakemake has parsed the files already, letting a duplicated key silently win: parse them
+    # again strictly so that is an error naming the line.
+    for _path in workflow.overwrite_configfiles or [os.path.join(workflow.basedir, "config/config.yaml")]:
+        read_config_file(_path)
     CFG = validate_config(config, source=CONFIG_SOURCE)
 except NerfpipeError as exc:
     raise WorkflowError(str(exc)) from None
