@@ -22,3 +22,24 @@ def tiny_scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     prepare_scene("tiny", scene, data)
     build_ray_cache(data, rays)
     return {"root": root, "data": data, "rays": rays}
+
+
+@pytest.fixture(scope="session")
+def good_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid generated Blender-format scene: 16x16, 3 train / 1 val / 1 test views, with depth
+    and normals. Tests copy it before changing anything."""
+    from nerfpipe.data.synthetic import generate_scene
+
+    root = tmp_path_factory.mktemp("good") / "scene"
+    generate_scene("diffuse", root, resolution=16, n_train=3, n_val=1, n_test=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def good_prepared(tmp_path_factory: pytest.TempPathFactory, good_scene: Path) -> Path:
+    """The data stage's output for `good_scene` (the pristine copy, never handed to a failing run)."""
+    from nerfpipe.data.prepare import prepare_scene
+
+    out = tmp_path_factory.mktemp("prepared") / "scene"
+    prepare_scene("scene", {"path": str(good_scene)}, out)
+    return out

@@ -25,7 +25,6 @@ import yaml
 
 from nerfpipe import cli
 from nerfpipe.data.prepare import prepare_scene
-from nerfpipe.data.synthetic import generate_scene
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "config" / "smoke.yaml"
@@ -38,22 +37,6 @@ TINY_TRAIN = {"method": "nerf", "net_depth": 2, "net_width": 16, "net_depth_fine
 
 
 # ------------------------------------------------------------------ fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def good_scene(tmp_path_factory) -> Path:
-    """A valid Blender-format scene: 16x16, 3 train / 1 val / 1 test views."""
-    root = tmp_path_factory.mktemp("good") / "scene"
-    generate_scene("diffuse", root, resolution=16, n_train=3, n_val=1, n_test=1)
-    return root
-
-
-@pytest.fixture(scope="module")
-def good_prepared(tmp_path_factory, good_scene) -> Path:
-    """The data stage's output for `good_scene` (the pristine copy, never handed to a failing run)."""
-    out = tmp_path_factory.mktemp("prepared") / "scene"
-    prepare_scene("scene", {"path": str(good_scene)}, out)
-    return out
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

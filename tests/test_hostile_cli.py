@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_bad_input import snapshot
 
 from nerfpipe import cli
 from nerfpipe.data.prepare import prepare_scene
@@ -26,10 +27,6 @@ SMOKE = REPO / "config" / "smoke.yaml"
 TINY = {"method": "nerf", "net_depth": 2, "net_width": 16, "net_depth_fine": 2, "net_width_fine": 16,
         "n_samples": 4, "n_importance": 4, "pe_pos": 2, "pe_dir": 1, "batch_size": 32, "log_every": 1,
         "ckpt_every": 1, "lr_warmup": 0, "iterations": 2}
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def run(argv: list[str], capsys) -> tuple[int, str]:

@@ -35,7 +35,7 @@ from test_blender import IDENTITY, make_dataset, rgba_u8
 from nerfpipe import cli
 from nerfpipe.data.blender import MAX_SPLIT_BYTES_ENV
 from nerfpipe.data.prepare import prepare_scene
-from nerfpipe.data.synthetic import MAX_SCENE_BYTES_ENV, generate_scene
+from nerfpipe.data.synthetic import MAX_SCENE_BYTES_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "config" / "smoke.yaml"
@@ -71,22 +71,6 @@ def assert_refused(code: int, stdout: str, stderr: str, needles: list[str]) -> s
         assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
     print(f"\nMESSAGE {lines[0]}")
     return lines[0]
-
-
-@pytest.fixture(scope="module")
-def good_scene(tmp_path_factory) -> Path:
-    """A valid generated scene: 16x16, 3 train / 1 val / 1 test views, with depth and normals."""
-    root = tmp_path_factory.mktemp("good") / "scene"
-    generate_scene("diffuse", root, resolution=16, n_train=3, n_val=1, n_test=1)
-    return root
-
-
-@pytest.fixture(scope="module")
-def good_prepared(tmp_path_factory, good_scene) -> Path:
-    """The data stage's output for `good_scene` (pristine; only copies are handed to runs)."""
-    out = tmp_path_factory.mktemp("prepared") / "scene"
-    prepare_scene("scene", {"path": str(good_scene)}, out)
-    return out
 
 
 @dataclass
