@@ -23,7 +23,7 @@ from nerfpipe.io import read_json, write_json
 from nerfpipe.models import RayBundle, build_model
 from nerfpipe.report import report
 from nerfpipe.train import data_loss_fn
-from tests.test_report import build_tree, weight_fixture
+from tests.test_report import build_tree, check_golden, weight_fixture
 
 # ---------------------------------------------------------------------------- ablation mechanism
 
@@ -286,15 +286,25 @@ def test_report_markdown_section(built):
     assert "orbit rgb" in md  # the orbit GIFs are still linked
 
 
-def test_report_html_embeds_the_figures(built):
+def test_report_html_shows_the_figures(built):
     _, out = built
     page = (out / "report.html").read_text()
-    assert "Reproducing the original&#x27;s figures" in page
-    section = page.split('id="reproduction"')[1].split("<h2>Runs</h2>")[0]
-    assert section.count('<img src="data:image/png;base64,') == 4
+    assert "Reproducing the original&#39;s figures" in page  # escaped by the template
+    section = page.split('id="reproduction"')[1].split('<h2 id="runs">')[0]
+    figures = re.findall(r'<img class="plot" src="([^"]+)"', section)
+    assert len(figures) == 4  # ablation views and weights, two distillation figures
+    for src in figures:  # small ones embedded, the rest linked beside the page
+        assert src.startswith("data:image/png;base64,") or (out / src).read_bytes()[:4] == b"\x89PNG"
     assert 'id="ablations"' in section and 'id="concentration"' in section
-    renders = page.split("<h2>Renders</h2>")[1].split('id="reproduction"')[0]
-    assert renders.count("data:image/gif;base64,") >= len(VARIANTS) * 2  # orbit GIFs stay inline
+    renders = page.split('<h2 id="renders">')[1].split('id="reproduction"')[0]
+    gifs = re.findall(r'<img class="gif px" src="([^"]+)"', renders)
+    assert len(gifs) == len(VARIANTS) * 3  # orbit rgb, depth and normals, linked
+    assert all((out / src).read_bytes()[:3] == b"GIF" for src in gifs)
+
+
+def test_report_outputs_equal_the_golden_copies(built):
+    _, out = built
+    check_golden(out, "ablation")
 
 
 def test_report_rejects_unknown_ablation(built):

@@ -6,12 +6,15 @@ import csv
 import itertools
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -117,8 +120,10 @@ def _fake_render(c2w):
     return {"rgb": rgb, "depth": depth, "acc": acc, "normals": normals}
 
 
-def build_tree(root: Path, scenes=SCENES, variants=VARIANTS, seeds=SEEDS) -> Path:
-    """Write a complete results tree (train, eval, render) for every run."""
+def build_tree(root: Path, scenes=SCENES, variants=VARIANTS, seeds=SEEDS, values=fixture_values,
+               method=lambda variant: variant) -> Path:
+    """Write a complete results tree (train, eval, render) for every run: `values(scene, variant,
+    seed)` gives its metrics (fixture_values' keys), `method(variant)` its method."""
     results = root / "results"
     media = root / "media"
     poses = np.tile(np.eye(4, dtype=np.float32), (N_FRAMES, 1, 1))
@@ -126,8 +131,9 @@ def build_tree(root: Path, scenes=SCENES, variants=VARIANTS, seeds=SEEDS) -> Pat
     render_orbit(_fake_render, poses, media, near=2.0, far=6.0, fps=8)
     for scene in scenes:
         for variant in variants:
+            rank = VARIANTS.index(variant) if variant in VARIANTS else variants.index(variant)
             for seed in seeds:
-                v = fixture_values(scene, variant, seed)
+                v = values(scene, variant, seed)
                 rel = Path(scene) / variant / f"seed{seed}"
                 train, ev, ren = results / "train" / rel, results / "eval" / rel, results / "render" / rel
                 write_json(
@@ -135,7 +141,7 @@ def build_tree(root: Path, scenes=SCENES, variants=VARIANTS, seeds=SEEDS) -> Pat
                     {
                         "scene": scene,
                         "variant": variant,
-                        "method": variant,
+                        "method": method(variant),
                         "seed": seed,
                         "iterations": 50,
                         "train_seconds": v["train_seconds"],
@@ -151,19 +157,20 @@ def build_tree(root: Path, scenes=SCENES, variants=VARIANTS, seeds=SEEDS) -> Pat
                 log = pd.DataFrame(
                     {
                         "iteration": it,
-                        "elapsed_s": it * (0.1 + 0.05 * VARIANTS.index(variant)),
+                        "elapsed_s": it * (0.1 + 0.05 * rank),
                         "lr": 5e-4,
-                        "loss": 0.1 / (1 + it) ** (1 + 0.2 * VARIANTS.index(variant)),
+                        "loss": 0.1 / (1 + it) ** (1 + 0.2 * rank),
                         "mse": 0.1 / (1 + it),
-                        "psnr": 10 + np.log1p(it) + VARIANTS.index(variant),
+                        "psnr": 10 + np.log1p(it) + rank,
                         "rays_per_s": 5000.0,
                         "loss_interlevel": 0.0,
                     }
                 )
                 write_text(train / "train_log.csv", log.to_csv(index=False))
-                write_json(train / "config.json", {"variant": variant, "method": variant, "seed": seed,
-                                                   "iterations": 50, "distortion_weight": 0.01})
-                write_json(ev / "weights.json", weight_fixture(variant, variant))
+                write_json(train / "config.json", {"variant": variant, "method": method(variant),
+                                                   "seed": seed, "iterations": 50,
+                                                   "distortion_weight": 0.01})
+                write_json(ev / "weights.json", weight_fixture(method(variant), variant))
                 write_json(
                     ev / "metrics.json",
                     {
@@ -196,6 +203,39 @@ def build_tree(root: Path, scenes=SCENES, variants=VARIANTS, seeds=SEEDS) -> Pat
                 for name in ("orbit_rgb.mp4", "orbit_rgb.gif", "orbit_depth.gif", "orbit_normal.gif"):
                     shutil.copy(media / name, ren / name)
     return results
+
+
+# A report at scale: 3 scenes x 12 variants x 3 seeds (108 runs) of three methods, with one
+# ablation pair (the only proposal-based variants, which keeps the reproduced figures few).
+SCALE_SCENES = ["chair", "drums", "ficus"]
+SCALE_VARIANTS = [*(f"nerf_{k}" for k in range(5)), *(f"mipnerf_{k}" for k in range(5)),
+                  "mipnerf360", "mipnerf360_nodist"]
+SCALE_SEEDS = [0, 1, 2]
+SCALE_BASELINE = "nerf_0"
+SCALE_ABLATIONS = {"mipnerf360_nodist": "mipnerf360"}
+
+
+def scale_method(variant: str) -> str:
+    return "mipnerf360" if variant.startswith("mipnerf360") else variant.split("_")[0]
+
+
+def scale_values(scene: str, variant: str, seed: int) -> dict:
+    """Deterministic, plausible metric values of one run of the scale fixture."""
+    i, j = SCALE_SCENES.index(scene), SCALE_VARIANTS.index(variant)
+    method = scale_method(variant)
+    psnr = 24.0 + 1.5 * i + 0.25 * j + 0.1 * ((7 * j + 3 * seed + i) % 5 - 2)
+    softl1 = psnr - 9.0 - 0.05 * seed
+    return {
+        "psnr": psnr,
+        "psnr_softl1": softl1,
+        "psnr_gap": psnr - softl1,
+        "ssim": 0.85 + 0.005 * j + 0.001 * seed - 0.01 * i,
+        "lpips": None if j % 6 == 5 else 0.15 - 0.004 * j + 0.001 * seed,  # two variants without
+        "normal_mae_deg": None if method == "nerf" else 25.0 - 0.5 * j + seed,
+        "train_seconds": 300.0 + 40 * j + 5 * seed,
+        "rays_per_second": 20000.0 - 500 * j + 50 * seed,
+        "n_params": 500_000 + 100_000 * (j % 4),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +315,9 @@ def test_best_per_scene_marked(built):
     assert not line.split("|")[3].strip().startswith("**")
     page = (out / "report.html").read_text()
     lego_mip = re.search(r"<tr><td>lego</td><td>mipnerf</td>(.*?)</tr>", page).group(1)
-    assert lego_mip.split("</td>")[0].startswith('<td class="num"><strong>')
+    assert re.match(r'<td class="num" data-sort="[0-9.]+"><strong>', lego_mip.split("</td>")[0] + "</td>")
+    lego_nerf = re.search(r"<tr><td>lego</td><td>nerf</td>(.*?)</tr>", page).group(1)
+    assert "<strong>" not in lego_nerf.split("</td>")[0]
 
 
 def test_markdown_content(built):
@@ -337,6 +379,137 @@ def test_missing_or_inconsistent_input_is_named(tmp_path):
         report(results, tmp_path / "out", ["lego"], ["nerf"], [0], "nerf")
     with pytest.raises(NerfpipeError, match="baseline"):
         report(results, tmp_path / "out", ["lego"], ["nerf"], [0], "refnerf")
+
+
+# ---------------------------------------------------------------------------- golden outputs
+
+GOLDEN = Path(__file__).resolve().parent / "data" / "report_golden"
+GOLDEN_FILES = ("report.md", "report.csv", "runs.csv", "paired.csv", "ablations.csv", "concentration.csv")
+
+
+def check_golden(out: Path, name: str) -> None:
+    """The report's text outputs in `out` equal tests/data/report_golden/NAME/ byte for byte.
+    NERFPIPE_UPDATE_GOLDEN=1 rewrites the golden copies instead (after an intended change)."""
+    if os.environ.get("NERFPIPE_UPDATE_GOLDEN") == "1":
+        (GOLDEN / name).mkdir(parents=True, exist_ok=True)
+        for file in GOLDEN_FILES:
+            shutil.copy(out / file, GOLDEN / name / file)
+        pytest.skip(f"golden copies of {name} rewritten")
+    for file in GOLDEN_FILES:
+        assert (out / file).read_text() == (GOLDEN / name / file).read_text(), f"{name}/{file}"
+
+
+def test_outputs_equal_the_golden_copies(built):
+    _, out = built
+    check_golden(out, "demo")
+
+
+# ---------------------------------------------------------------------------- the page
+
+
+class _Links(HTMLParser):
+    """Every src and href of a page, and the tags that carry them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+
+    def handle_starttag(self, tag, attrs):
+        for key, value in attrs:
+            if key in ("src", "href") and value is not None:
+                self.links.append((tag, key, value))
+
+
+def page_links(out: Path) -> list[tuple[str, str, str]]:
+    parser = _Links()
+    parser.feed((out / REPORT_FILES["html"]).read_text())
+    return parser.links
+
+
+def check_page_links(out: Path) -> set[str]:
+    """Every link of report.html is a fragment, a data URI or a relative path to a file inside
+    the report folder; returns those paths."""
+    targets = set()
+    for tag, _, value in page_links(out):
+        if value.startswith("#") or value.startswith("data:image/png;base64,"):
+            continue
+        assert "://" not in value and not value.startswith(("/", "data:")), (tag, value)
+        path = (out / unquote(value)).resolve()
+        assert path.is_relative_to(out.resolve()) and path.is_file(), (tag, value)
+        targets.add(unquote(value))
+    return targets
+
+
+def test_page_links_its_media_and_stays_small(built):
+    _, out = built
+    page = out / REPORT_FILES["html"]
+    size = page.stat().st_size
+    print(f"report.html: {size} bytes")
+    assert size < 2 * 2**20
+    assert "data:image/gif" not in page.read_text()  # GIFs are linked, never inlined
+    assert "No ablation variants (variants with <code>base:</code>) are configured." in page.read_text()
+    targets = check_page_links(out)
+    media = {str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".gif", ".mp4")}
+    assert len(media) == len(SCENES) * len(VARIANTS) * 4
+    assert media <= targets  # every GIF and MP4 the report copied is linked from the page
+    srcs = {value for tag, key, value in page_links(out) if tag == "img"}
+    assert {m for m in media if m.endswith(".gif")} <= srcs  # GIFs shown, not only linked
+
+
+def test_strips_are_enlarged_with_sharp_pixels(built):
+    results, out = built
+    import imageio.v3 as iio
+
+    src = iio.imread(results / "eval" / "lego" / "nerf" / "seed0" / "renders" / "000_strip.png")
+    copy = iio.imread(out / "figures" / "strip_lego_nerf_seed0.png")
+    scale = -(-256 // src.shape[0])  # the whole factor that reaches 256 pixels
+    assert copy.shape[0] >= 256 and copy.shape[:2] == (src.shape[0] * scale, src.shape[1] * scale)
+    np.testing.assert_array_equal(copy, np.repeat(np.repeat(src, scale, 0), scale, 1))
+
+
+def test_page_text_is_escaped(tmp_path):
+    """Text from the runs (here an LPIPS note) is escaped by the template, never markup."""
+    results = build_tree(tmp_path, scenes=["lego"], variants=["nerf", "refnerf"], seeds=[0])
+    metrics = results / "eval" / "lego" / "refnerf" / "seed0" / "metrics.json"
+    data = json.loads(metrics.read_text())
+    data["lpips_note"] = '<script>alert("x")</script> & more'
+    write_json(metrics, data)
+    report(results, tmp_path / "out", ["lego"], ["nerf", "refnerf"], [0], "nerf")
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert "<script>alert" not in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; more" in page
+    assert page.count("<script>") == 1  # the page's own sorting script
+
+
+@pytest.fixture(scope="module")
+def built_at_scale(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scale")
+    results = build_tree(root, SCALE_SCENES, SCALE_VARIANTS, SCALE_SEEDS, scale_values, scale_method)
+    out = root / "report"
+    report(results, out, SCALE_SCENES, SCALE_VARIANTS, SCALE_SEEDS, SCALE_BASELINE, SCALE_ABLATIONS)
+    return results, out
+
+
+def test_report_at_scale(built_at_scale):
+    """108 runs: every table complete, the page small, one collapsible section per scene."""
+    _, out = built_at_scale
+    n_runs = len(SCALE_SCENES) * len(SCALE_VARIANTS) * len(SCALE_SEEDS)
+    assert len(_read_csv(out / "runs.csv")) == n_runs
+    assert len(_read_csv(out / "report.csv")) == (len(SCALE_SCENES) + 1) * len(SCALE_VARIANTS)
+    assert len(_read_csv(out / "paired.csv")) > 0
+    assert len(_read_csv(out / "ablations.csv")) == len(SCALE_SCENES)
+    size = (out / "report.html").stat().st_size
+    print(f"report.html at scale: {size} bytes")
+    assert size < 2**20
+    targets = check_page_links(out)
+    assert {str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".gif", ".mp4")} <= targets
+    page = (out / "report.html").read_text()
+    sections = re.findall(r'<details class="scene" id="renders-(\w+)"( open)?>', page)
+    assert [name for name, _ in sections] == SCALE_SCENES
+    assert [bool(is_open) for _, is_open in sections] == [True, False, False]  # many runs: first open
+    results_table = page.split('<table id="results" class="sortable">')[1].split("</table>")[0]
+    assert results_table.count("<tr>") == 1 + (len(SCALE_SCENES) + 1) * len(SCALE_VARIANTS)
+    assert page.count('loading="lazy"') == page.count("<img ")
 
 
 # ---------------------------------------------------------------------------- manifest, outputs
@@ -595,16 +768,29 @@ def test_report_cli_argument_errors(tmp_path, capsys):
 
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "chrome")
+# After the page has loaded (every image: `probe_page` makes them eager), sorts the results
+# table by PSNR, descending, and reports what it found.
 PROBE = """<script>
 window.addEventListener('load', function () {
   var imgs = Array.from(document.images);
   var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var th = document.querySelector('#results thead th:nth-child(3)');
+  th.click();
+  th.click();
+  var first = document.querySelector('#results tbody tr');
   var p = document.createElement('p');
   p.id = 'probe';
-  p.textContent = 'IMAGES ' + ok + '/' + imgs.length;
+  p.textContent = 'IMAGES ' + ok + '/' + imgs.length + ' FIRST ' + first.cells[0].textContent + '/'
+    + first.cells[1].textContent + ' ' + th.getAttribute('aria-sort');
   document.body.appendChild(p);
 });
 </script>"""
+
+
+def probe_page(page: str) -> str:
+    """The page with every section open, every image loaded before the load event, and PROBE."""
+    page = re.sub(r"<details([^>]*?)( open)?>", r"<details\1 open>", page)
+    return page.replace('loading="lazy"', 'loading="eager"').replace("</body>", PROBE + "</body>")
 
 
 def _chromium() -> str | None:
@@ -635,26 +821,34 @@ def _run_chromium(binary: str, args: list[str], url: str) -> subprocess.Complete
         return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
 
 
-def test_html_opens_in_headless_chromium(built, tmp_path):
+@pytest.mark.parametrize("which", ["built", "built_at_scale"])
+def test_html_opens_in_headless_chromium(request, which, tmp_path):
     binary = _chromium()
     if binary is None:
         print("SKIP reason: no chromium binary on PATH (Debian: apt-get install -y chromium)")
         pytest.skip("no chromium binary on PATH (Debian: apt-get install -y chromium)")
-    _, out = built
+    _, out = request.getfixturevalue(which)
+    scenes, variants = (SCENES, VARIANTS) if which == "built" else (SCALE_SCENES, SCALE_VARIANTS)
     page = (out / "report.html").read_text()
     n_img = page.count("<img ")
-    # plots (one per scene + 2), and per scene x variant a strip, rgb + depth + normal GIFs,
-    # and per scene a distillation figure of the one proposal-based variant (refnerf)
-    expected = (len(SCENES) + 2) + len(SCENES) * len(VARIANTS) * 4 + len(SCENES)
+    # plots (one per scene + 2), per scene x variant a strip and rgb + depth + normal GIFs, per
+    # scene a distillation figure of each proposal-based variant and two per ablation pair
+    n_proposal = 1 if which == "built" else 2
+    n_ablation = 0 if which == "built" else 1
+    expected = (len(scenes) + 2) + len(scenes) * (len(variants) * 4 + n_proposal + 2 * n_ablation)
     assert n_img == expected
-    assert 'src="figures/' not in page and 'src="/' not in page  # everything embedded
-    probe = out / "probe.html"  # beside the report so relative links would resolve the same way
-    probe.write_text(page.replace("</body>", PROBE + "</body>"))
+    assert 'src="figures/' in page and 'src="/' not in page  # media linked by relative paths
+    rows = [r for r in _read_csv(out / "report.csv") if r["scene"] != "mean"]
+    best = max(rows, key=lambda r: float(r["psnr"]))
+    probe = out / "probe.html"  # beside the report so relative links resolve the same way
+    probe.write_text(probe_page(page))
     try:
-        res = _run_chromium(binary, ["--dump-dom", "--virtual-time-budget=5000"], probe.as_uri())
-        match = re.search(r"IMAGES (\d+)/(\d+)", res.stdout)
-        assert match, f"no probe output; stderr: {res.stderr[-2000:]}"
+        res = _run_chromium(binary, ["--dump-dom", "--virtual-time-budget=10000"], probe.as_uri())
+        match = re.search(r"IMAGES (\d+)/(\d+) FIRST (\w+)/(\w+) (\w+)", res.stdout)
+        assert match, f"no probe output; stdout: {res.stdout[-1500:]}; stderr: {res.stderr[-1500:]}"
         assert (int(match.group(1)), int(match.group(2))) == (expected, expected)
+        # sorted by PSNR, descending: the best scene row comes first
+        assert match.group(3, 4, 5) == (best["scene"], best["variant"], "descending")
         shot = tmp_path / "report.png"
         res = _run_chromium(
             binary, [f"--screenshot={shot}", "--window-size=1280,2000"], (out / "report.html").as_uri()

@@ -1,0 +1,76 @@
+"""Report stage: one table, plots and media for every scene x variant x seed.
+
+Reads only the files a *manifest* names (`manifest.py`; the workflow's report_manifest rule
+writes it, `manifest_from_config` / `manifest_from_results` build it by hand), and
+`build_report` writes into the report folder (nerfpipe.layout.REPORT_FILES and REPORT_DIRS,
+plus the STAGE_MARKER) as one transaction (`build.py`):
+
+    report.md          the table (mean ± std over seeds), footnotes, paired comparisons, figures
+    report.csv         the table in machine-readable form (one row per scene x variant, plus a
+                       "mean" row per variant), full precision, with best_<metric> flags
+    runs.csv           one row per run (everything `collect` read)
+    paired.csv         each variant against the baseline: mean difference and 95% t interval
+    ablations.csv      each ablation variant against its base per scene: metric differences and
+                       the weight spread of both (section "Reproducing the original's figures")
+    concentration.csv  the NeRF weight spread of every run of an ablation pair
+    report.html        the same as one page: sortable tables, one collapsible section per scene;
+                       GIFs, videos and larger figures linked from figures/ and videos/ beside
+                       it (open it from the report folder), small PNGs embedded
+    figures/           plots (PNG), evaluation strips and orbit GIFs (copies)
+    videos/            copies of the orbit mp4 files
+
+The headline metric is `psnr` (MSE-based); `psnr_softl1` is the legacy figure, kept beside
+it so the gap stays visible. A missing input is a NerfpipeError naming the file.
+
+Modules, in the order the data flows:
+
+    manifest.py   the manifest: build, check, load, write
+    collect.py    the files a manifest names -> tidy DataFrames (runs, train logs, weight spread)
+    tables.py     aggregation over seeds, paired comparisons (nerfpipe.stats), ablations, CSV files
+    figures.py    matplotlib figures, including the original's (nerfpipe.figures_repro)
+    media.py      copies of strips (enlarged when small), orbit GIFs and videos
+    content.py    what the documents show, and the sentences they share
+    markdown.py   report.md
+    html.py       report.html, from templates/report.html.j2 (+ report.css, report.js)
+    files.py      the names of everything the report writes
+    build.py      the transaction: temporary folder, then swap
+"""
+
+from nerfpipe.report.build import build_report, report, write_report
+from nerfpipe.report.collect import collect, load_train_log
+from nerfpipe.report.files import report_entries
+from nerfpipe.report.manifest import (
+    RUN_FILES,
+    Manifest,
+    check_manifest,
+    check_settings,
+    load_manifest,
+    manifest_from_config,
+    manifest_from_inputs,
+    manifest_from_results,
+    parse_settings,
+    write_manifest,
+)
+from nerfpipe.report.tables import COLUMNS, aggregate, paired_table
+
+__all__ = [
+    "COLUMNS",
+    "RUN_FILES",
+    "Manifest",
+    "aggregate",
+    "build_report",
+    "check_manifest",
+    "check_settings",
+    "collect",
+    "load_manifest",
+    "load_train_log",
+    "manifest_from_config",
+    "manifest_from_inputs",
+    "manifest_from_results",
+    "paired_table",
+    "parse_settings",
+    "report",
+    "report_entries",
+    "write_manifest",
+    "write_report",
+]

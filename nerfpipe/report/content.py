@@ -1,0 +1,101 @@
+"""What the report says: everything report.md and report.html show (`ReportContent`), and the
+sentences both documents share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from nerfpipe.report.files import STRIP_VIEW
+from nerfpipe.stats import CONFIDENCE
+
+TITLE = "nerfpipe report"
+LEGACY_SENTENCE = (
+    "PSNR-SoftL1 is the legacy figure of the original implementation, −10·log10 of the mean SoftL1 "
+    "loss √(e² + ε) rather than of the mean squared error; since √(e² + ε) ≥ |e| is far larger than "
+    "e² for small errors, it sits several dB below the true PSNR and must not be compared with "
+    "published numbers."
+)
+PAIRED_TITLE = "Paired comparison against the baseline"
+REPRO_TITLE = "Reproducing the original's figures"
+ABLATION_TITLE = "Distortion-regulariser ablation"
+DISTILLATION_TITLE = "Proposal-network distillation"
+SPREAD_SENTENCE = (
+    "Spread = mean over the plotted rays of the NeRF level's weight-weighted spread of interval "
+    "midpoints √(Σ w (t_mid − t̄)² / Σ w), in units of t (smaller = closer to a delta at the surface; "
+    "rays with no opacity are left out)."
+)
+DISTILLATION_SENTENCE = (
+    "Proposal-network distillation (mip-NeRF 360, Figure 4): along each plotted ray, the proposal "
+    "network's histogram over its few wide intervals (filled) and the NeRF's histogram over its finer "
+    "intervals (line), both drawn as densities w / interval length so they share one axis. The "
+    "interlevel loss trains the proposal mass overlapping each NeRF interval to bound that interval's "
+    "weight, so a trained proposal histogram envelopes the NeRF's."
+)
+NO_PROPOSAL_SENTENCE = "No proposal-based variant (mipnerf360, refnerf) is configured."
+ORBITS_SENTENCE = "Orbit videos of every scene and variant are in the Renders section above."
+STRIP_CAPTION = f"test view {STRIP_VIEW}: ground truth | prediction | error"
+
+
+@dataclass(frozen=True)
+class RunMedia:
+    """The copies of one run's media in the report folder (paths relative to it)."""
+
+    seed: int
+    strip: str  # evaluation strip of STRIP_VIEW (PNG)
+    gifs: list[tuple[str, str]]  # (label, path): "orbit rgb", "orbit depth" and, if any, "orbit normal"
+    mp4: str
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    """Everything the documents show; figures and media are paths relative to the report folder."""
+
+    scenes: list[str]
+    variants: list[str]
+    seeds: list[int]
+    baseline: str
+    runs: pd.DataFrame  # collect.collect: one row per run
+    table: pd.DataFrame  # tables.aggregate
+    paired: pd.DataFrame  # tables.paired_table
+    notes: dict[str, str]  # tables.footnotes
+    plots: list[tuple[str, str]]  # (title, path)
+    media: dict[tuple[str, str], RunMedia]  # (scene, variant) -> the first seed's media
+    pairs: list[tuple[str, str]]  # (ablation, base)
+    ablations: pd.DataFrame  # tables.ablation_table
+    concentration: pd.DataFrame  # collect.concentration
+    distillation: list[tuple[str, str, int, str]]  # (scene, variant, seed, path)
+
+    @property
+    def show_std(self) -> bool:
+        """Cells are mean ± std when there are several seeds."""
+        return len(self.seeds) > 1
+
+
+def settings_sentence(c: ReportContent) -> str:
+    return (
+        f"Scenes: {', '.join(c.scenes)}. Variants: {', '.join(c.variants)} "
+        f"(baseline: {c.baseline}). Seeds: {', '.join(map(str, c.seeds))}."
+    )
+
+
+def paired_intro(baseline: str) -> str:
+    return (
+        f"Differences are variant − {baseline} over matched (scene, seed) pairs, with a "
+        f"{CONFIDENCE:.0%} confidence interval from the t distribution; a verdict needs the interval "
+        "to exclude 0."
+    )
+
+
+def ablation_intro(pairs: list[tuple[str, str]]) -> str:
+    if not pairs:
+        return "No ablation variants (variants with `base:`) are configured."
+    names = ", ".join(f"{a} (base {b})" for a, b in pairs)
+    return (
+        f"Ablations: {names}. Each ablation variant changes only the listed settings of its base "
+        "(read from the runs' config.json). Without the distortion regulariser (distortion_weight 0), "
+        "mip-NeRF 360 (Figure 5) shows floaters and background collapse in the depth maps, and the weights "
+        "along a ray spread out instead of concentrating at the surface. ΔPSNR and ΔSSIM are ablation − "
+        "base, mean over matched seeds; the renders and weights are of the first seed."
+    )

@@ -1,0 +1,218 @@
+"""report.html: the report as one page, rendered from templates/report.html.j2 (jinja2,
+autoescaped). This module only turns `ReportContent` into plain values for the template.
+
+Media are linked by paths relative to the report folder (its figures/ and videos/), so the page
+opens offline from the folder and stays small however many runs it shows; a PNG of at most
+INLINE_MAX_BYTES is embedded as a data URI while the page's INLINE_BUDGET_BYTES last, so small
+plots still show when the page is viewed alone. Scenes are collapsible sections, and the tables
+sort by any column (templates/report.js; no external resources).
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+
+from nerfpipe.errors import NerfpipeError
+from nerfpipe.report import content as text
+from nerfpipe.report.content import ReportContent
+from nerfpipe.report.files import STRIP_VIEW
+from nerfpipe.report.tables import (
+    COLUMNS,
+    MEAN_ROW,
+    RUN_DETAIL_COLUMNS,
+    cell_note,
+    digits,
+    fmt_ci,
+    fmt_num,
+    fmt_p,
+    run_detail,
+    table_cells,
+)
+from nerfpipe.stats import CONFIDENCE
+
+TEMPLATES = Path(__file__).parent / "templates"
+INLINE_MAX_BYTES = 64 * 1024  # a PNG up to this size is embedded ...
+INLINE_BUDGET_BYTES = 1024 * 1024  # ... while the page's embedded images (base64) stay below this
+OPEN_UP_TO = 12  # with at most this many scene x variant pairs every section starts open
+
+
+@dataclass(frozen=True)
+class Image:
+    src: str  # a path relative to the report folder, or a data URI
+    href: str  # the file itself (relative path), for a full-size view
+    alt: str
+    caption: str
+    css: str  # "plot", "strip px" or "gif px" (px: enlarged with sharp pixels)
+
+
+class _Sources:
+    """The `src` of each image: a data URI for small PNGs while the budget lasts, else a link."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self.left = INLINE_BUDGET_BYTES
+
+    def image(self, rel: str, alt: str, caption: str, css: str) -> Image:
+        href = quote(rel)
+        path = self.out_dir / rel
+        size = path.stat().st_size
+        encoded = 4 * math.ceil(size / 3)
+        if path.suffix.lower() == ".png" and size <= INLINE_MAX_BYTES and encoded <= self.left:
+            self.left -= encoded
+            src = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+        else:
+            src = href
+        return Image(src=src, href=href, alt=alt, caption=caption, css=css)
+
+
+def _sort_key(value: Any) -> str:
+    """A cell's `data-sort`: the full-precision number, empty when missing (sorted last)."""
+    if value is None or isinstance(value, str):
+        return ""
+    value = float(value)
+    return "" if math.isnan(value) else repr(value)
+
+
+def _results(c: ReportContent) -> dict[str, Any]:
+    note_ids = {key: i + 1 for i, key in enumerate(c.notes)}
+    scenes, means = [], []
+    for row, cells in table_cells(c.table, c.show_std):
+        out = []
+        for col, (value, best) in zip(COLUMNS, cells, strict=True):
+            note = cell_note(col, value, c.notes)
+            out.append({"text": value, "best": best, "sort": _sort_key(row[col.key]), "note": note,
+                        "note_id": note_ids.get(note)})
+        target = means if row["scene"] == MEAN_ROW else scenes
+        target.append({"scene": row["scene"], "variant": row["variant"], "cells": out})
+    return {
+        "heads": [col.label for col in COLUMNS],
+        "bodies": [body for body in (scenes, means) if body],
+        "mean_row": MEAN_ROW,
+        "notes": [{"key": key, "id": note_ids[key], "text": note} for key, note in c.notes.items()],
+    }
+
+
+def _paired(c: ReportContent) -> list[dict[str, Any]]:
+    rows = []
+    for _, res in c.paired.iterrows():
+        mean, ci = fmt_ci(res, digits(res["metric"]))
+        rows.append({
+            "variant": res["variant"], "metric": res["metric"], "verdict": res["verdict"],
+            "numbers": [(str(res["n"]), _sort_key(res["n"])), (mean, _sort_key(res["mean_diff"])),
+                        (ci, _sort_key(res["ci_low"])), (fmt_p(res["p_value"]), _sort_key(res["p_value"]))],
+        })
+    return rows
+
+
+def _renders(c: ReportContent, src: _Sources, open_all: bool) -> list[dict[str, Any]]:
+    scenes = []
+    for i, scene in enumerate(c.scenes):
+        runs = []
+        for variant in c.variants:
+            media = c.media[(scene, variant)]
+            strip = src.image(media.strip, f"{scene} {variant} strip", text.STRIP_CAPTION, "strip px")
+            gifs = [src.image(rel, f"{scene} {variant} {kind}", kind, "gif px") for kind, rel in media.gifs]
+            runs.append({"variant": variant, "seed": media.seed, "mp4": quote(media.mp4), "strip": strip,
+                         "gifs": gifs})
+        scenes.append({"name": scene, "open": open_all or i == 0, "runs": runs})
+    return scenes
+
+
+def _by_scene(c: ReportContent, items: list[tuple[str, Any]], open_all: bool) -> list[dict[str, Any]]:
+    """(scene, item) pairs grouped into one collapsible section per scene, in scene order."""
+    groups = []
+    for scene in c.scenes:
+        found = [item for s, item in items if s == scene]
+        if found:
+            groups.append({"name": scene, "open": open_all or not groups, "items": found})
+    return groups
+
+
+def _reproduction(c: ReportContent, src: _Sources, open_all: bool) -> dict[str, Any]:
+    rows, figures = [], []
+    for _, row in c.ablations.iterrows():
+        rows.append({
+            "text": [row["scene"], row["ablation"], row["base"], row["changes"]],
+            "numbers": [(fmt_num(row[key], n, signed), _sort_key(row[key])) for key, n, signed in
+                        (("d_psnr", 2, True), ("d_ssim", 4, True), ("spread_base", 4, False),
+                         ("spread_ablation", 4, False))],
+        })
+        figures.append((row["scene"], {
+            "title": f"{row['scene']}: {row['ablation']} vs {row['base']}",
+            "images": [src.image(row["views"], f"{row['scene']} renders and depth maps",
+                                 f"renders and depth maps, test view {STRIP_VIEW}", "plot"),
+                       src.image(row["weights"], f"{row['scene']} NeRF weights",
+                                 "NeRF-level weights along rays", "plot")],
+        }))
+    distillation = [
+        (scene, {"title": f"{scene}: {variant}",
+                 "images": [src.image(rel, f"{scene} {variant} distillation",
+                                      f"{scene} {variant} seed {seed}: proposal vs NeRF densities", "plot")]})
+        for scene, variant, seed, rel in c.distillation
+    ]
+    return {
+        "intro": text.ablation_intro(c.pairs).split("`"),  # odd parts are code
+        "has_pairs": bool(c.pairs),
+        "ablations": rows,
+        "ablation_figures": _by_scene(c, figures, open_all),
+        "concentration": [
+            {"scene": r["scene"], "variant": r["variant"], "seed": r["seed"],
+             "spread": fmt_num(r["spread"], 4), "sort": _sort_key(r["spread"])}
+            for _, r in c.concentration.iterrows()
+        ],
+        "distillation": _by_scene(c, distillation, open_all),
+    }
+
+
+def _runs(df: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "heads": [label for _, label in RUN_DETAIL_COLUMNS],
+        "rows": [[run_detail(k, r[k]) for k, _ in RUN_DETAIL_COLUMNS] for _, r in df.iterrows()],
+        "open": len(df) <= 3 * OPEN_UP_TO,
+    }
+
+
+def page_values(c: ReportContent, out_dir: Path) -> dict[str, Any]:
+    """Everything report.html.j2 needs, as plain values (strings, numbers, lists, dicts)."""
+    src = _Sources(out_dir)
+    open_all = len(c.scenes) * len(c.variants) <= OPEN_UP_TO
+    return {
+        "text": text,
+        "settings": text.settings_sentence(c),
+        "show_std": c.show_std,
+        "results": _results(c),
+        "paired_intro": text.paired_intro(c.baseline),
+        "confidence": f"{CONFIDENCE:.0%}",
+        "paired": _paired(c),
+        "plots": [src.image(rel, title, title, "plot") for title, rel in c.plots],
+        "renders": _renders(c, src, open_all),
+        "repro": _reproduction(c, src, open_all),
+        "runs": _runs(c.runs),
+    }
+
+
+def _environment() -> Any:
+    try:
+        import jinja2
+    except ImportError as exc:
+        raise NerfpipeError("report.html needs the jinja2 package (pip install jinja2)") from exc
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def html(c: ReportContent, out_dir: Path) -> str:
+    """The whole of report.html; `out_dir` is the report folder the media paths are relative to."""
+    return _environment().get_template("report.html.j2").render(**page_values(c, out_dir))

@@ -1,0 +1,157 @@
+"""report.md: the tables, paired comparisons, plots, renders, the reproduced figures and the
+runs, as GitHub-flavoured markdown (figures and media linked by paths relative to the report)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nerfpipe.report import content as text
+from nerfpipe.report.content import ReportContent
+from nerfpipe.report.files import STRIP_VIEW
+from nerfpipe.report.tables import (
+    COLUMNS,
+    MEAN_ROW,
+    RUN_DETAIL_COLUMNS,
+    cell_note,
+    digits,
+    fmt_ci,
+    fmt_num,
+    fmt_p,
+    run_detail,
+    table_cells,
+)
+from nerfpipe.stats import CONFIDENCE
+
+
+def md_escape(value: object) -> str:
+    return str(value).replace("|", "\\|")
+
+
+def markdown(c: ReportContent) -> str:
+    """The whole of report.md."""
+    lines = [
+        f"# {text.TITLE}",
+        "",
+        text.settings_sentence(c),
+        "",
+        "The headline metric is **PSNR** = mean over test images of −10·log10(MSE), images in [0, 1]. "
+        + text.LEGACY_SENTENCE,
+        "",
+        "Best value per scene in **bold**"
+        + (", cells are mean ± std over seeds." if c.show_std else ".")
+        + " The mean rows average over scenes.",
+        "",
+        *_results_table(c),
+        "",
+    ]
+    for key, note in c.notes.items():
+        lines.append(f"[^{key}]: {note}")
+    if c.notes:
+        lines.append("")
+    lines += [f"## {text.PAIRED_TITLE}", "", text.paired_intro(c.baseline), ""]
+    if len(c.paired):
+        lines += [
+            f"| Variant | Metric | Pairs | Mean difference | {CONFIDENCE:.0%} CI | p | Verdict |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
+        for _, res in c.paired.iterrows():
+            mean, ci = fmt_ci(res, digits(res["metric"]))
+            lines.append(
+                f"| {md_escape(res['variant'])} | {res['metric']} | {res['n']} | {mean} | {ci} | "
+                f"{fmt_p(res['p_value'])} | {res['verdict']} |"
+            )
+        lines.append("")
+    lines += ["## Plots", ""]
+    for title, rel in c.plots:
+        lines += [f"### {title}", "", f"![{title}]({rel})", ""]
+    lines += ["## Renders", ""]
+    for scene in c.scenes:
+        lines += [f"### {scene}", ""]
+        for variant in c.variants:
+            media = c.media[(scene, variant)]
+            lines += [
+                f"**{md_escape(variant)}** (seed {media.seed}): [orbit video (mp4)]({media.mp4})",
+                "",
+                f"![{scene} {variant} test view {STRIP_VIEW}: ground truth | prediction | error]"
+                f"({media.strip})",
+                "",
+                " ".join(f"![{kind}]({rel})" for kind, rel in media.gifs),
+                "",
+            ]
+    lines += _reproduction(c)
+    lines += ["## Runs", "", runs_table(c.runs), ""]
+    return "\n".join(lines)
+
+
+def _results_table(c: ReportContent) -> list[str]:
+    lines = [
+        "| Scene | Variant | " + " | ".join(col.label for col in COLUMNS) + " |",
+        "|" + "---|" * 2 + "---:|" * len(COLUMNS),
+    ]
+    for row, cells in table_cells(c.table, c.show_std):
+        texts = []
+        for col, (value, best) in zip(COLUMNS, cells, strict=True):
+            note = cell_note(col, value, c.notes)
+            value = f"**{value}**" if best else value
+            texts.append(value + (f"[^{note}]" if note else ""))
+        scene = f"**{MEAN_ROW}**" if row["scene"] == MEAN_ROW else md_escape(row["scene"])
+        lines.append(f"| {scene} | {md_escape(row['variant'])} | " + " | ".join(texts) + " |")
+    return lines
+
+
+def _reproduction(c: ReportContent) -> list[str]:
+    lines = [f"## {text.REPRO_TITLE}", "", f"### {text.ABLATION_TITLE}", "", text.ablation_intro(c.pairs), ""]
+    if c.pairs:
+        lines += [
+            text.SPREAD_SENTENCE,
+            "",
+            "| Scene | Ablation | Base | Changed settings | ΔPSNR | ΔSSIM | Spread, base "
+            "| Spread, ablation |",
+            "|---|---|---|---|---:|---:|---:|---:|",
+        ]
+        for _, row in c.ablations.iterrows():
+            lines.append(
+                f"| {md_escape(row['scene'])} | {md_escape(row['ablation'])} | {md_escape(row['base'])} | "
+                f"{md_escape(row['changes'])} | {fmt_num(row['d_psnr'], 2, True)} | "
+                f"{fmt_num(row['d_ssim'], 4, True)} | {fmt_num(row['spread_base'], 4)} | "
+                f"{fmt_num(row['spread_ablation'], 4)} |"
+            )
+        lines.append("")
+        for _, row in c.ablations.iterrows():
+            pair = f"{row['base']} and {row['ablation']}"
+            lines += [
+                f"#### {row['scene']}: {row['ablation']} vs {row['base']}",
+                "",
+                f"![{row['scene']} renders and depth maps, {pair}]({row['views']})",
+                "",
+                f"![{row['scene']} NeRF weights along rays, {pair}]({row['weights']})",
+                "",
+            ]
+        lines += ["Spread per run:", "", "| Scene | Variant | Seed | Spread |", "|---|---|---:|---:|"]
+        for _, row in c.concentration.iterrows():
+            lines.append(
+                f"| {md_escape(row['scene'])} | {md_escape(row['variant'])} | {row['seed']} | "
+                f"{fmt_num(row['spread'], 4)} |"
+            )
+        lines.append("")
+    lines += [f"### {text.DISTILLATION_TITLE}", ""]
+    if not c.distillation:
+        lines += [text.NO_PROPOSAL_SENTENCE, ""]
+    else:
+        lines += [text.DISTILLATION_SENTENCE, ""]
+        for scene, variant, seed, rel in c.distillation:
+            image = f"![{scene} {variant} seed {seed} distillation]({rel})"
+            lines += [f"#### {scene}: {variant}", "", image, ""]
+    lines += [text.ORBITS_SENTENCE, ""]
+    return lines
+
+
+def runs_table(df: pd.DataFrame) -> str:
+    """The per-run table (RUN_DETAIL_COLUMNS), one row per run."""
+    lines = [
+        "| " + " | ".join(label for _, label in RUN_DETAIL_COLUMNS) + " |",
+        "|" + "---|" * len(RUN_DETAIL_COLUMNS),
+    ]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(md_escape(run_detail(k, r[k])) for k, _ in RUN_DETAIL_COLUMNS) + " |")
+    return "\n".join(lines)
