@@ -1,6 +1,8 @@
-"""Every CUDA source of the extension compiles with nvcc against the installed torch headers.
+"""Every CUDA source of the extension (ext/csrc/cuda/*.cu) compiles with nvcc against the installed torch
+headers.
 
-No GPU is needed: `nvcc -c` only. All files compile in parallel, once per test session.
+No GPU is needed: `nvcc -c` only. All files compile in parallel, once per test session. The full CUDA build
+(CUDAExtension, linked against a CUDA torch) is tests/test_cuda_build.py's.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import torch
 from torch.utils import cpp_extension
 
 CSRC = Path(__file__).resolve().parents[1] / "ext" / "csrc"
-CU_FILES = sorted(CSRC.glob("*.cu"))
+# In a folder of their own: next to X.cpp, X.cu would be compiled into the same object X.o.
+CU_FILES = sorted((CSRC / "cuda").glob("*.cu"))
 NVCC = shutil.which("nvcc") or next((p for p in ("/usr/local/cuda/bin/nvcc",) if Path(p).exists()), None)
 COMPILE_TIMEOUT_S = 900
 
@@ -26,7 +29,7 @@ def nvcc_command(source: Path, obj: Path) -> list[str]:
     includes = [*cpp_extension.include_paths(), sysconfig.get_paths()["include"], str(CSRC)]
     return [
         NVCC, "-c", str(source), "-o", str(obj),
-        "-std=c++20", "--expt-relaxed-constexpr", "-Xcompiler", "-fPIC",
+        "-std=c++20", "--expt-relaxed-constexpr", "-fmad=false", "-Xcompiler", "-fPIC",
         "-DWITH_CUDA", "-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
         *(f"-I{p}" for p in includes),
     ]
@@ -61,6 +64,7 @@ def compiled(tmp_path_factory) -> dict[str, tuple[int, str]]:
 def test_every_topic_has_cuda_source():
     cpp_topics = {p.stem for p in CSRC.glob("*.cpp")} - {"bindings"}
     assert cpp_topics and cpp_topics == {p.stem for p in CU_FILES}
+    assert not list(CSRC.glob("*.cu")), "CUDA sources belong in ext/csrc/cuda/"
 
 
 @pytest.mark.parametrize("name", [p.name for p in CU_FILES])

@@ -1,5 +1,10 @@
-// Python bindings of nerfpipe._ext; the kernels live in one .cpp (CPU) and one .cu (CUDA) per topic.
+// Python bindings of nerfpipe._ext; the kernels live in one <topic>.cpp (CPU) and one cuda/<topic>.cu (CUDA)
+// per topic.
 #include <torch/extension.h>
+
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "nerfpipe_ext.h"
 
@@ -10,6 +15,28 @@ bool has_cuda() {
 #else
   return false;
 #endif
+}
+// The ops whose CUDA kernels are compiled in, by their Python names. Each entry names its launcher of
+// nerfpipe_ext.h (NAME_cuda), so the list cannot hold an op without one; a launcher missing from the link
+// (as when two objects of one topic overwrote each other) fails the import with an undefined symbol.
+std::vector<std::string> cuda_ops() {
+  std::vector<std::string> names;
+#ifdef WITH_CUDA
+#define NERFPIPE_CUDA_OP(NAME) {#NAME, reinterpret_cast<const void*>(&nerfpipe::NAME##_cuda)}
+  const std::pair<const char*, const void*> launchers[] = {
+      NERFPIPE_CUDA_OP(uniform_fill),
+      NERFPIPE_CUDA_OP(ray_indices_fill),
+      NERFPIPE_CUDA_OP(stratified_endpoints),
+      NERFPIPE_CUDA_OP(sample_pdf),
+      NERFPIPE_CUDA_OP(positional_encoding_forward),
+      NERFPIPE_CUDA_OP(positional_encoding_backward),
+      NERFPIPE_CUDA_OP(integrated_pos_enc_forward),
+      NERFPIPE_CUDA_OP(integrated_pos_enc_backward),
+  };
+#undef NERFPIPE_CUDA_OP
+  for (const auto& launcher : launchers) names.emplace_back(launcher.first);
+#endif
+  return names;
 }
 // The CPU kernels parallelise with at::parallel_for, which runs serially unless compiled with OpenMP.
 bool has_openmp() {
@@ -25,6 +52,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "nerfpipe sampling kernels: image batch sampler, stratified and inverse-transform sampling, "
             "positional encoding, integrated positional encoding";
   m.def("has_cuda", &has_cuda, "True when the CUDA kernels were compiled in.");
+  m.def("cuda_ops", &cuda_ops,
+        "Names of the ops with CUDA kernels compiled in (every tensor op of the module in a CUDA build, "
+        "[] in a CPU build).");
   m.def("has_openmp", &has_openmp, "True when the CPU kernels were compiled with OpenMP (multi-threaded).");
   m.def("uniform_fill", &nerfpipe::uniform_fill, "Fill a float32 [n] tensor with hash uniforms of (s1, s2, i).",
         py::arg("out"), py::arg("s1"), py::arg("s2"));

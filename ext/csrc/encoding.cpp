@@ -80,18 +80,15 @@ void pe_fill_tables(const scalar_t* x, int64_t n, int64_t num_freqs, double* sin
   }
 }
 
-// mip-NeRF's damping table w_tab[k * n + j] = exp(-0.5 4^k var_j) = w_{k-1}^4, for one block.
+// mip-NeRF's damping table w_tab[k * n + j] = exp(-0.5 4^k var_j) for one block, one exp per entry
+// (encoding.h's ipe_damping, which says why not w_{k-1}^4).
 template <typename scalar_t>
 void ipe_fill_damping(const scalar_t* var, int64_t n, int64_t num_freqs, double* w_tab) {
-  if (num_freqs == 0) return;
-  for (int64_t j = 0; j < n; ++j) w_tab[j] = std::exp(-0.5 * static_cast<double>(var[j]));
-  for (int64_t k = 1; k < num_freqs; ++k) {
-    const double* wp = w_tab + (k - 1) * n;
+  double scale4 = 1.0;
+  for (int64_t k = 0; k < num_freqs; ++k) {
     double* wk = w_tab + k * n;
-    for (int64_t j = 0; j < n; ++j) {
-      const double w2 = wp[j] * wp[j];
-      wk[j] = w2 * w2;
-    }
+    for (int64_t j = 0; j < n; ++j) wk[j] = ipe_damping(static_cast<double>(var[j]), scale4);
+    scale4 *= 4.0;
   }
 }
 

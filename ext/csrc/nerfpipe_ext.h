@@ -1,5 +1,5 @@
-// Declarations of the extension's host functions (defined per topic in *.cpp) and of the
-// CUDA launchers (defined in *.cu, compiled only when WITH_CUDA is set).
+// Declarations of the extension's host functions (defined per topic in <topic>.cpp) and of the
+// CUDA launchers (defined in cuda/<topic>.cu, compiled only when WITH_CUDA is set).
 #pragma once
 
 #include <ATen/core/Tensor.h>
