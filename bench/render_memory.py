@@ -58,9 +58,9 @@ def measure(resolution: int, chunk: int, threads: int | None, normals: bool, max
     import torch
 
     from nerfpipe import config as cfgmod
+    from nerfpipe.cameras import focal_from_fov
     from nerfpipe.inference import render_rays, view_rays
     from nerfpipe.models import build_model
-    from nerfpipe.rays import focal_from_fov
 
     if threads:
         torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ import torch
 from nerfpipe import io as nio
 from nerfpipe.inference import view_rays
 from nerfpipe.models import RadianceModel
-from nerfpipe.train import background_color
+from nerfpipe.render import background_color
 
 # Rays per view kept for the plots: few enough to read, enough to see more than one surface.
 DEFAULT_RAYS = 4

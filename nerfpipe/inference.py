@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nerfpipe import cameras as camera
 from nerfpipe import io as nio
 from nerfpipe import precision, sampling
-from nerfpipe import rays as camera
-from nerfpipe.config import OUTPUT_KEYS
+from nerfpipe.config import ARCHITECTURE_KEYS, OUTPUT_KEYS
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import RadianceModel, RayBundle, build_model
-from nerfpipe.train import ARCHITECTURE_KEYS, background_color
+from nerfpipe.render import background_color
 
 # Outputs of a render that are per-ray images.
 IMAGE_KEYS = ("rgb", "depth", "acc", "normals", "normals_pred")

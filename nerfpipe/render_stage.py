@@ -6,14 +6,13 @@ from pathlib import Path
 
 import torch
 
+from nerfpipe import cameras as camera
 from nerfpipe import guard, layout
-from nerfpipe import rays as camera
+from nerfpipe.config import schema_defaults
 from nerfpipe.data.prepare import load_split
 from nerfpipe.device import resolve_device
 from nerfpipe.inference import load_trained, render_view
 from nerfpipe.video import render_orbit
-
-DEFAULTS = {"frames": 40, "elevation_deg": 30.0, "radius": 4.0, "fps": 15, "resolution_scale": 1.0}
 
 
 def render_orbit_video(data_dir: Path, train_dir: Path, out_dir: Path, options: dict,
@@ -24,7 +23,7 @@ def render_orbit_video(data_dir: Path, train_dir: Path, out_dir: Path, options: 
     orbit_depth.gif and orbit_normal.gif (density normals, every method) into out_dir.
 
     options: the config's `render` section, plus optionally `eval_chunk` (rays per pass)."""
-    opts = {**DEFAULTS, **options}
+    opts = {**schema_defaults("render"), **options}
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -48,4 +47,4 @@ def render_orbit_video(data_dir: Path, train_dir: Path, out_dir: Path, options: 
     with guard.owned_output_dir(Path(out_dir), "render", inputs=[Path(data_dir), Path(train_dir)],
                                 legacy_names=layout.RENDER_FILES.values()):
         return render_orbit(render_fn, poses, Path(out_dir), float(meta["near"]), float(meta["far"]),
-                            int(opts["fps"]))
+                            int(opts["fps"]), desc=f"render {settings['variant']}")

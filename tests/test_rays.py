@@ -10,16 +10,9 @@ import pytest
 import torch
 
 from nerfpipe import io as nio
+from nerfpipe.cameras import camera_rays, focal_from_fov, look_at, orbit_poses, pixel_radii
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.rays import (
-    build_ray_cache,
-    camera_rays,
-    focal_from_fov,
-    load_ray_cache,
-    look_at,
-    orbit_poses,
-    pixel_radii,
-)
+from nerfpipe.rays import build_ray_cache, load_ray_cache
 
 
 def random_pose(rng: np.random.Generator) -> np.ndarray:

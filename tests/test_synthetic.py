@@ -10,9 +10,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from nerfpipe.cameras import focal_from_fov
 from nerfpipe.data import synthetic as syn
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.rays import focal_from_fov
 
 RES = 24
 

@@ -26,20 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from nerfpipe import io as nio
+from nerfpipe.cameras import focal_from_fov
+from nerfpipe.config import schema_defaults
 from nerfpipe.data.blender import BlenderSplit, load_blender_split
 from nerfpipe.data.synthetic import SCENES, generate_scene
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.guard import check_output_dir, write_marker
 from nerfpipe.io import make_temp_dir, replace_dir
-from nerfpipe.rays import focal_from_fov
 
 SPLITS = ("train", "val", "test")
-DEFAULT_NEAR, DEFAULT_FAR = 2.0, 6.0  # Blender scenes (NeRF-synthetic) and our synthetic scenes
 VAL_FROM_TEST_MAX = 10
 # What a data folder written before stage markers existed may hold (it may be replaced).
 LEGACY_ENTRIES = ("meta.json", "blender", *(f"{s}_{k}.npy" for s in SPLITS
                                              for k in ("rgba", "poses", "depth", "normals")))
-SYNTHETIC_DEFAULTS = {"resolution": 64, "n_train": 100, "n_val": 10, "n_test": 20, "seed": 0}
+SYNTHETIC_KEYS = ("resolution", "n_train", "n_val", "n_test", "seed")
 
 
 def _int_setting(name: str, scene: dict, key: str, default: int, minimum: int) -> int:
@@ -99,9 +99,10 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
     is_synthetic = "synthetic" in scene
     if is_synthetic == ("path" in scene):
         raise NerfpipeError(f"scene {name!r}: give exactly one of 'synthetic' or 'path'")
-    downscale = _int_setting(name, scene, "downscale", 1, 1)
-    near = _float_setting(name, scene, "near", DEFAULT_NEAR)
-    far = _float_setting(name, scene, "far", DEFAULT_FAR)
+    defaults = schema_defaults("scene_defaults")  # near 2, far 6: Blender scenes and ours alike
+    downscale = _int_setting(name, scene, "downscale", defaults["downscale"], 1)
+    near = _float_setting(name, scene, "near", defaults["near"])
+    far = _float_setting(name, scene, "far", defaults["far"])
     if not 0.0 <= near < far:
         raise NerfpipeError(f"scene {name!r}: need 0 <= near < far, got near={near}, far={far}")
     dataset = None if is_synthetic else Path(str(scene["path"])).expanduser()
@@ -114,8 +115,8 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
             if kind not in SCENES:
                 raise NerfpipeError(f"scene {name!r}: synthetic must be one of {', '.join(SCENES)}, "
                                     f"got {kind!r}")
-            opts = {k: _int_setting(name, scene, k, d, 0 if k == "seed" else 1)
-                    for k, d in SYNTHETIC_DEFAULTS.items()}
+            opts = {k: _int_setting(name, scene, k, defaults[k], 0 if k == "seed" else 1)
+                    for k in SYNTHETIC_KEYS}
             root = tmp / "blender"
             generate_scene(kind, root, **opts)
             source = f"synthetic:{kind}"

@@ -40,10 +40,10 @@ from typing import Any
 import numpy as np
 
 from nerfpipe import io as nio
+from nerfpipe.cameras import focal_from_fov, look_at
 from nerfpipe.data.blender import byte_limit, format_bytes, short_repr
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.io import make_temp_dir, replace_dir
-from nerfpipe.rays import focal_from_fov, look_at
 
 SCENES = ("diffuse", "glossy", "thin")
 
