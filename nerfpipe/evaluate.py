@@ -23,7 +23,8 @@ from nerfpipe.diagnostics import write_weight_profiles
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.inference import load_trained, render_view
 from nerfpipe.models import RadianceModel
-from nerfpipe.train import background_color, composite_background
+from nerfpipe.progress import track
+from nerfpipe.render import background_color, composite_background
 
 
 def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None = None,
@@ -73,21 +74,28 @@ def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, 
 
     lpips_ok, lpips_note = metrics.lpips_status()
     rows = []
-    for i, pose in enumerate(np.asarray(data["poses"])):
+    for i, pose in enumerate(track(np.asarray(data["poses"]), f"evaluate {settings['variant']}", "image")):
         view = render_view(model, settings, meta, torch.from_numpy(pose), chunk)
         pred, gt = np.clip(view["rgb"], 0.0, 1.0), gt_all[i]
         row = {"image": i, "psnr": metrics.psnr(pred, gt), "psnr_softl1": metrics.psnr_softl1(pred, gt, eps),
                "ssim": metrics.ssim(pred, gt), "lpips": metrics.lpips(pred, gt) if lpips_ok else None,
-               "normal_mae_deg": None, "normal_mae_pred_deg": None}
+               "normal_mae_deg": None, "normal_mae_pred_deg": None, "normal_mae_unweighted_deg": None}
         # Density normals for every method, so the column compares like with like; Ref-NeRF's
-        # predicted normals are measured too, in their own column.
+        # predicted normals are measured too, in their own column. As the Ref-NeRF paper (multinerf's
+        # eval.py): each pixel's angular error weighted by rendered opacity x ground-truth alpha.
+        # normal_mae_unweighted_deg: the plain mean over pixels with a ground-truth normal (density
+        # normals), the figure reported before.
         normals = view.get("normals")
         if data.get("normals") is not None:
             gt_normals = np.asarray(data["normals"][i])
+            pixel_weights = np.asarray(view["acc"], dtype=np.float64) * np.asarray(data["rgba"][i, ..., 3])
             mask = np.linalg.norm(gt_normals, axis=-1) > 0.5
             for key, source in (("normal_mae_deg", "normals"), ("normal_mae_pred_deg", "normals_pred")):
-                if source in view and mask.any():
-                    row[key] = metrics.normal_mae_deg(view[source], gt_normals, mask)
+                if source in view:
+                    mae = metrics.weighted_normal_mae_deg(view[source], gt_normals, pixel_weights)
+                    row[key] = mae if math.isfinite(mae) else None
+            if normals is not None and mask.any():
+                row["normal_mae_unweighted_deg"] = metrics.normal_mae_deg(normals, gt_normals, mask)
         rows.append(row)
         if save_renders:
             nio.save_png(renders / f"{i:03d}_rgb.png", pred)
@@ -108,7 +116,8 @@ def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, 
         "psnr": mean("psnr"), "psnr_softl1": mean("psnr_softl1"), "ssim": mean("ssim"),
         "lpips": mean("lpips"), "lpips_note": "" if lpips_ok else lpips_note,
         "normal_mae_deg": mean("normal_mae_deg"), "normal_mae_pred_deg": mean("normal_mae_pred_deg"),
-        "normals_source": "density gradient",
+        "normal_mae_unweighted_deg": mean("normal_mae_unweighted_deg"),
+        "normals_source": "density gradient", "normal_mae_weights": "rendered opacity x ground-truth alpha",
         "n_images": len(rows), "height": int(meta["height"]), "width": int(meta["width"]),
         "softl1_eps": eps, "backend": sampling.get_backend(),
         "precision": precision.precision_name(bool(settings["amp"]), next(model.parameters()).device),

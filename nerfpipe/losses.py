@@ -2,7 +2,8 @@
 Ref-NeRF's normal regularisers.
 
 Notation: `t [R, N+1]` sorted interval endpoints along each ray, `w [R, N]` weights summing to <= 1
-along the last axis. Every loss returns a scalar; ray-wise losses are means over rays of per-ray sums.
+along the last axis. Every loss returns a scalar: the distortion and normal losses are means over rays
+of per-ray sums, the interlevel loss is a mean over rays and intervals (as multinerf computes each).
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ def interlevel_loss(
 ) -> Tensor:
     """Proposal loss (mip-NeRF 360 eq. 13): the proposal weights must bound the NeRF weights from above.
 
-    `sum_i max(0, w_i - bound_i)^2 / (w_i + eps)` with `bound = outer_bound(t_nerf, t_prop, w_prop)`;
-    gradients are stopped on the NeRF side (`t_nerf`, `w_nerf` are detached here), so only the proposal
-    network learns from it.
+    `max(0, w_i - bound_i)^2 / (w_i + eps)` with `bound = outer_bound(t_nerf, t_prop, w_prop)`, averaged
+    over rays and NeRF intervals like multinerf's `mean(lossfun_outer(...))`, so that the paper's weight
+    (1) means the same here (a per-ray sum would be N times larger). Gradients are stopped on the NeRF
+    side (`t_nerf`, `w_nerf` are detached here), so only the proposal network learns from it.
 
     Args:
         t_nerf: [R, N+1], w_nerf: [R, N] the NeRF histogram.
@@ -64,12 +66,12 @@ def interlevel_loss(
         eps: keeps the ratio finite at w = 0.
 
     Returns:
-        scalar, mean over rays of the per-ray sum.
+        scalar, mean over rays and NeRF intervals.
     """
     t_nerf, w_nerf = t_nerf.detach(), w_nerf.detach()
     bound = outer_bound(t_nerf, t_prop, w_prop)
     per_interval = torch.clamp_min(w_nerf - bound, 0) ** 2 / (w_nerf + eps)
-    return per_interval.sum(dim=-1).mean()
+    return per_interval.mean()
 
 
 def distortion_loss(s: Tensor, w: Tensor) -> Tensor:
@@ -104,7 +106,8 @@ def orientation_loss(weights: Tensor, normals: Tensor, viewdirs: Tensor) -> Tens
     """Ref-NeRF eq. 9: penalise visible normals that face away from the camera.
 
     `sum_i w_i max(0, n_i . d)^2` with `d` the unit view direction pointing from the camera into the
-    scene (a normal facing the camera has `n . d < 0` and costs nothing).
+    scene (a normal facing the camera has `n . d < 0` and costs nothing). Differentiable in the weights
+    too (multinerf stops no gradient; pass detached weights to train the normals only).
 
     Args:
         weights: [R, N]; normals: [R, N, 3] unit normals; viewdirs: [R, 3] (or [R, N, 3]) unit directions.
@@ -119,7 +122,8 @@ def orientation_loss(weights: Tensor, normals: Tensor, viewdirs: Tensor) -> Tens
 def pred_normal_loss(weights: Tensor, normals: Tensor, pred_normals: Tensor) -> Tensor:
     """Ref-NeRF eq. 10: tie the predicted normals to the density-gradient normals.
 
-    `sum_i w_i (1 - n_i . n'_i)` for unit `normals` n (from the density) and `pred_normals` n'.
+    `sum_i w_i (1 - n_i . n'_i)` for unit `normals` n (from the density) and `pred_normals` n';
+    differentiable in all three (as in multinerf).
 
     Args:
         weights: [R, N]; normals, pred_normals: [R, N, 3].

@@ -1,4 +1,5 @@
-"""Image metrics: PSNR (MSE), the legacy SoftL1 "PSNR", SSIM, normal angular error, LPIPS (optional).
+"""Image metrics: PSNR (MSE), the legacy SoftL1 "PSNR", SSIM, normal angular error (weighted as in
+multinerf, and an unweighted variant), LPIPS (optional).
 
 All functions take numpy arrays (images `[H, W, 3]` in [0, 1], after background compositing) and
 return Python floats. Averaging over a test split is the caller's job (mean of per-image values).
@@ -24,6 +25,9 @@ SSIM_K2 = 0.03
 SSIM_DATA_RANGE = 1.0
 # Floor on a predicted normal's length before normalising (rendered normals are weighted sums).
 NORMAL_NORM_EPS = 1e-12
+# multinerf's ref_utils: l2_normalize floors |x|^2 at float32 eps; compute_weighted_mae clips the cosine
+# to +-(1 - float32 eps).
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
 # torchvision's AlexNet checkpoint, the backbone of LPIPS(net="alex").
 LPIPS_BACKBONE_FILE = "alexnet-owt-7be5be79.pth"
 
@@ -96,9 +100,10 @@ def ssim(pred: ArrayLike, gt: ArrayLike) -> float:
 
 
 def normal_mae_deg(pred_normals: ArrayLike, gt_normals: ArrayLike, mask: ArrayLike) -> float:
-    """Mean angular error in degrees between normal maps [H, W, 3] over the pixels where `mask` [H, W]
-    is true. Both maps are normalised first (rendered normals are weighted sums, not unit vectors).
-    NaN when the mask is empty."""
+    """Unweighted mean angular error in degrees between normal maps [H, W, 3] over the pixels where
+    `mask` [H, W] is true (every masked pixel counts the same, however transparent the render is there;
+    the paper's figure is `weighted_normal_mae_deg`). Both maps are normalised first (rendered normals
+    are weighted sums, not unit vectors). NaN when the mask is empty."""
     pred, gt = _pair(pred_normals, gt_normals)
     mask = np.asarray(mask, dtype=bool)
     if mask.shape != pred.shape[:-1]:
@@ -110,6 +115,30 @@ def normal_mae_deg(pred_normals: ArrayLike, gt_normals: ArrayLike, mask: ArrayLi
     g = g / np.maximum(np.linalg.norm(g, axis=-1, keepdims=True), NORMAL_NORM_EPS)
     cos = np.clip((p * g).sum(axis=-1), -1.0, 1.0)
     return float(np.degrees(np.arccos(cos)).mean())
+
+
+def weighted_normal_mae_deg(pred_normals: ArrayLike, gt_normals: ArrayLike, weights: ArrayLike) -> float:
+    """Mean angular error in degrees weighted per pixel, the normal MAE of the Ref-NeRF paper (multinerf
+    `eval.py`: weights = rendered opacity x ground-truth alpha, `ref_utils.compute_weighted_mae`).
+
+    Both maps [H, W, 3] are normalised with `x / sqrt(max(|x|^2, eps))` (eps = float32 eps), the
+    cosine is clipped to +-(1 - eps), and the result is `sum(w * arccos(cos)) / sum(w)` in degrees.
+    NaN when the weights sum to 0.
+    """
+    pred, gt = _pair(pred_normals, gt_normals)
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != pred.shape[:-1]:
+        raise ValueError(f"weights shape {w.shape} does not match normal maps {pred.shape[:-1]}")
+    total = float(w.sum())
+    if not total > 0:
+        return math.nan
+
+    def l2_normalize(x: np.ndarray) -> np.ndarray:
+        return x / np.sqrt(np.maximum((x * x).sum(axis=-1, keepdims=True), FLOAT32_EPS))
+
+    one_eps = 1.0 - FLOAT32_EPS
+    cos = np.clip((l2_normalize(pred) * l2_normalize(gt)).sum(axis=-1), -one_eps, one_eps)
+    return float(np.degrees((w * np.arccos(cos)).sum() / total))
 
 
 def _lpips_backbone_path() -> Path:

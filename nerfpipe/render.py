@@ -1,4 +1,6 @@
-"""Volume rendering: weights, compositing (colour, opacity, depth, normals), resampling weight blur.
+"""Volume rendering: weights, compositing (colour, opacity, depth, normals), and what happens to a
+level's weights before the next level is resampled from them: mip-NeRF's blur, and mip-NeRF 360's
+annealing, dilation and single-jitter inverse-transform sampling (multinerf's defaults).
 
 Notation: `t [R, N+1]` sorted interval endpoints along each ray, `directions [R, 3]` unnormalised
 (camera z component = -1, so `t` is camera z-depth), `weights [R, N]` sum to <= 1 along the last axis.
@@ -9,11 +11,27 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from nerfpipe import sampling
+
 # Floor on the accumulated opacity when normalising the expected depth: a ray that hits nothing
 # (acc = 0) gets a finite depth that is then clipped to the ray's range, never NaN.
 DEPTH_ACC_EPS = 1e-10
 # Floor on |grad sigma| when normalising density gradients into normals (flat density -> zero normal).
 NORMAL_GRAD_EPS = 1e-10
+# multinerf's floors in its step-function code: float32 eps squared on interval widths and weight sums.
+STEP_EPS = float(torch.finfo(torch.float32).eps) ** 2
+
+
+def background_color(settings: dict) -> Tensor:
+    """[3]: white with white_bkgd, else black (the same in training and evaluation)."""
+    return torch.ones(3) if settings["white_bkgd"] else torch.zeros(3)
+
+
+def composite_background(rgba: Tensor, background: Tensor) -> Tensor:
+    """rgba: [..., 4] straight alpha -> [..., 3] = rgb * a + bg * (1 - a): how RGBA images meet
+    the background, the same `bg` the renderer composites with (`composite`)."""
+    alpha = rgba[..., 3:4]
+    return rgba[..., :3] * alpha + background * (1.0 - alpha)
 
 
 def compute_weights(density: Tensor, t: Tensor, directions: Tensor) -> tuple[Tensor, Tensor]:
@@ -98,3 +116,157 @@ def normals_from_density_grad(grad: Tensor) -> Tensor:
     """
     norm_sq = (grad**2).sum(dim=-1, keepdim=True)
     return -grad / torch.sqrt(torch.clamp_min(norm_sq, NORMAL_GRAD_EPS**2))
+
+
+# --------------------------------------------------------------------------------------------------------
+# mip-NeRF 360: resampling a proposal histogram (multinerf's Model defaults: anneal_slope 10,
+# dilation_multiplier 0.5, dilation_bias 0.0025, single_jitter True)
+# --------------------------------------------------------------------------------------------------------
+
+
+def anneal_power(train_frac: float, slope: float) -> float:
+    """Exponent of the proposal weights when resampling: Schlick's bias `s x / ((s - 1) x + 1)` of the
+    training fraction x in [0, 1] (mip-NeRF 360 sec. 3, multinerf `anneal_slope`). 0 at the start
+    (uniform resampling), 1 at the end; `slope` <= 0 switches annealing off (exponent 1)."""
+    if slope <= 0:
+        return 1.0
+    x = min(max(float(train_frac), 0.0), 1.0)
+    return slope * x / ((slope - 1) * x + 1)
+
+
+def anneal_weights(t: Tensor, weights: Tensor, power: float, padding: float = 0.0) -> Tensor:
+    """`(w + padding) ** power` on every interval of non-zero width, 0 on empty ones: multinerf's
+    `softmax(power * log(w + padding))` before normalisation (the sampler normalises).
+
+    `0 ** 0` is 1 here (uniform resampling at the start of training), where multinerf's `0 * log 0`
+    would be NaN. t: [..., N+1], weights: [..., N] -> [..., N].
+    """
+    w = weights + padding
+    w = torch.ones_like(w) if power == 0 else (w if power == 1 else w**power)
+    return torch.where(t[..., 1:] > t[..., :-1], w, torch.zeros_like(w))
+
+
+def max_dilate_weights(t: Tensor, weights: Tensor, dilation: float, domain: tuple[float, float] = (0.0, 1.0),
+                       renormalize: bool = True) -> tuple[Tensor, Tensor]:
+    """Dilate a histogram by max-pooling its density (multinerf `stepfun.max_dilate_weights`).
+
+    Every interval `[t_k, t_{k+1}]` is widened to `[t_k - d, t_{k+1} + d]`; the new endpoints are the
+    sorted union of `t`, `t_k - d` and `t_{k+1} + d`, clipped to `domain`; on each new interval
+    `[u_j, u_{j+1}]` the density is the largest density `p_k = w_k / max(eps, t_{k+1} - t_k)` of the
+    widened intervals that contain `u_j` (`t_k - d <= u_j < t_{k+1} + d`), and the weight is that
+    density times the new width, renormalised to sum 1 (with a floor of eps on the sum).
+
+    The contained intervals form the contiguous range `lo..hi` (`lo` = number of k with
+    `t_{k+1} + d <= u`, `hi` = number of k with `t_k - d <= u`, minus 1), so the maximum is a range
+    query, answered from a sparse table in O(N log N) per ray instead of multinerf's O(N^2) mask.
+
+    Args:
+        t: [..., N+1] sorted endpoints; weights: [..., N] >= 0.
+        dilation: d >= 0 (same units as t).
+        domain: where the endpoints are clipped to.
+
+    Returns:
+        t_dilated: [..., 3N+1]; w_dilated: [..., 3N].
+    """
+    density = weights / torch.clamp_min(t[..., 1:] - t[..., :-1], STEP_EPS)
+    lo_edges = t[..., :-1] - dilation
+    hi_edges = t[..., 1:] + dilation
+    t_dil = torch.sort(torch.cat([t, lo_edges, hi_edges], dim=-1), dim=-1).values
+    t_dil = torch.clamp(t_dil, domain[0], domain[1])
+    query = t_dil[..., :-1].contiguous()
+    lo = torch.searchsorted(hi_edges.contiguous(), query, right=True)
+    hi = torch.searchsorted(lo_edges.contiguous(), query, right=True) - 1
+    p_dil = _range_max(density, lo, hi)
+    w_dil = p_dil * (t_dil[..., 1:] - t_dil[..., :-1])
+    if renormalize:
+        w_dil = w_dil / torch.clamp_min(w_dil.sum(dim=-1, keepdim=True), STEP_EPS)
+    return t_dil, w_dil
+
+
+def _range_max(values: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
+    """max(values[..., lo:hi+1]) for every query (0 where lo > hi); values: [..., N] >= 0, lo/hi: [..., Q]."""
+    n = values.shape[-1]
+    table = [values]
+    width = 1
+    while 2 * width <= n:  # table[j][k] = max(values[k : k + 2^j])
+        prev = table[-1]
+        table.append(torch.maximum(prev[..., :-width], prev[..., width:]))
+        width *= 2
+    count = hi - lo + 1
+    valid = count > 0
+    count = torch.clamp_min(count, 1)
+    level = torch.floor(torch.log2(count.to(torch.float64))).to(torch.int64)
+    level = torch.clamp(level, 0, len(table) - 1)
+    lo_c = torch.clamp(lo, 0, n - 1)
+    out = torch.zeros(lo.shape, dtype=values.dtype, device=values.device)
+    for j, tab in enumerate(table):
+        sel = level == j
+        if not bool(sel.any()):
+            continue
+        last = tab.shape[-1] - 1
+        a = tab.gather(-1, torch.clamp(lo_c, 0, last))
+        b = tab.gather(-1, torch.clamp(hi - (1 << j) + 1, 0, last))
+        out = torch.where(sel, torch.maximum(a, b), out)
+    return torch.where(valid, out, torch.zeros_like(out))
+
+
+def invert_cdf(bins: Tensor, weights: Tensor, u: Tensor, eps: float = sampling.PDF_EPS) -> Tensor:
+    """Inverse-transform sampling at given quantiles `u` [R, S] in [0, 1), sorted along the last axis.
+
+    The same arithmetic as `sampling.sample_pdf` (pdf = (w + eps) / sum, cdf with a leading 0 and a last
+    entry of exactly 1, `searchsorted(cdf, u, right=True)`, linear interpolation in the bin, clamped to
+    it); only the quantiles come from the caller. bins: [R, B+1], weights: [R, B] -> [R, S], detached.
+    """
+    with torch.no_grad():
+        rays, num_bins = weights.shape
+        w = weights + eps
+        pdf = w / w.sum(dim=-1, keepdim=True)
+        cdf = torch.cumsum(pdf[:, :-1], dim=-1).clamp(max=1)
+        cdf = torch.cat([cdf.new_zeros(rays, 1), cdf, cdf.new_ones(rays, 1)], dim=-1)
+        u = u.to(bins.dtype).contiguous()
+        idx = torch.searchsorted(cdf, u, right=True)
+        below = (idx - 1).clamp(0, num_bins)
+        above = idx.clamp(0, num_bins)
+        cdf0, cdf1 = cdf.gather(-1, below), cdf.gather(-1, above)
+        bins0, bins1 = bins.gather(-1, below), bins.gather(-1, above)
+        denom = cdf1 - cdf0
+        denom = torch.where(denom < eps, torch.ones_like(denom), denom)
+        t = bins0 + (u - cdf0) / denom * (bins1 - bins0)
+        return torch.minimum(torch.maximum(t, bins0), bins1)
+
+
+def ray_jitter(key: int, rays: int, device: torch.device | str) -> Tensor:
+    """[R] one uniform in [0, 1) per ray, the counter-based `sampling.uniform(key, R)`."""
+    return sampling.uniform(key, rays, device=device)
+
+
+def sample_pdf_single_jitter(bins: Tensor, weights: Tensor, n_samples: int, randomized: bool,
+                             key: int | None = None) -> Tensor:
+    """`sampling.sample_pdf` with one jitter per ray (multinerf `single_jitter`): `u_i = (i + U) / n`
+    with the same `U = hash(key, r)` for every sample of ray r; `u_i = (i + 0.5) / n` when not
+    randomized (then equal to `sample_pdf`'s). bins: [R, B+1], weights: [R, B] -> [R, n] sorted."""
+    steps = torch.arange(n_samples, dtype=bins.dtype, device=bins.device)
+    if randomized:
+        if key is None:
+            raise ValueError("sample_pdf_single_jitter: randomized sampling needs an integer key, got None")
+        u = (steps + ray_jitter(key, bins.shape[0], bins.device).to(bins.dtype)[:, None]) / n_samples
+    else:
+        u = ((steps + 0.5) / n_samples).expand(bins.shape[0], n_samples)
+    return invert_cdf(bins, weights, u)
+
+
+def stratified_endpoints_single_jitter(near: Tensor, far: Tensor, n_intervals: int, randomized: bool,
+                                       key: int | None = None) -> Tensor:
+    """`sampling.stratified_endpoints` with one jitter per ray: `t_j = lower_j + (upper_j - lower_j) U`
+    (lower = [t_0, mids], upper = [mids, t_N] of the even grid) with the same `U = hash(key, r)` for
+    every endpoint of ray r, so the inner intervals keep the grid's width. near, far: [R] -> [R, N+1]."""
+    t = sampling.stratified_endpoints(near, far, n_intervals, False)
+    if not randomized:
+        return t
+    if key is None:
+        raise ValueError("stratified_endpoints_single_jitter: randomized sampling needs an integer key, "
+                         "got None")
+    mids = (t[:, 1:] + t[:, :-1]) / 2
+    lower = torch.cat([t[:, :1], mids], dim=-1)
+    upper = torch.cat([mids, t[:, -1:]], dim=-1)
+    return lower + (upper - lower) * ray_jitter(key, t.shape[0], t.device).to(t.dtype)[:, None]

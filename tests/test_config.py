@@ -103,6 +103,17 @@ def test_method_defaults_name_real_methods_and_keys():
         assert set(overrides) <= train_keys
 
 
+def test_every_list_of_methods_agrees():
+    """A method is accepted everywhere methods are listed: schema enum, config.METHODS, build_model."""
+    from nerfpipe import config as cfgmod
+    from nerfpipe.models import METHODS as MODEL_CLASSES
+
+    schema = load_schema()
+    enum = schema["$defs"]["variant"]["properties"]["method"]["enum"]
+    assert list(cfgmod.METHODS) == enum == list(MODEL_CLASSES) == list(METHOD_DEFAULTS)
+    assert "refnerf_paper" in enum
+
+
 # ------------------------------------------------------------------ defaults
 
 

@@ -89,7 +89,8 @@ def test_interlevel_loss_matches_formula_and_stops_nerf_gradient() -> None:
 
     bound = _brute_outer_bound(t_nerf.detach(), t_prop, w_prop.detach())
     w = w_nerf.detach().numpy()
-    expected = (np.maximum(0, w - bound) ** 2 / (w + 1e-7)).sum(-1).mean()
+    # multinerf: mean(lossfun_outer(...)), a mean over rays and NeRF intervals.
+    expected = (np.maximum(0, w - bound) ** 2 / (w + 1e-7)).mean()
     assert loss.item() == pytest.approx(expected, rel=1e-10)
     assert loss.item() > 0
 

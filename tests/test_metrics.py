@@ -12,7 +12,15 @@ from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from nerfpipe import metrics
-from nerfpipe.metrics import lpips, lpips_status, normal_mae_deg, psnr, psnr_softl1, ssim
+from nerfpipe.metrics import (
+    lpips,
+    lpips_status,
+    normal_mae_deg,
+    psnr,
+    psnr_softl1,
+    ssim,
+    weighted_normal_mae_deg,
+)
 
 
 def _skimage_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -48,6 +56,20 @@ def test_psnr_softl1_hand_computation() -> None:
     gt = rng.random((16, 16, 3))
     pred = np.clip(gt + 0.04 * rng.standard_normal(gt.shape), 0, 1)
     assert psnr(pred, gt) - psnr_softl1(pred, gt, eps) > 10
+
+
+@pytest.mark.parametrize("eps", [1e-3, 1e-2])
+def test_psnr_softl1_is_minus_ten_log_of_the_training_loss(eps: float) -> None:
+    """The legacy figure is -10 log10 of the SoftL1 training loss with the same eps."""
+    import torch
+
+    from nerfpipe.losses import softl1
+
+    rng = np.random.default_rng(1)
+    gt = rng.random((8, 8, 3))
+    pred = np.clip(gt + 0.05 * rng.standard_normal(gt.shape), 0, 1)
+    loss = float(softl1(torch.from_numpy(pred), torch.from_numpy(gt), eps))
+    assert psnr_softl1(pred, gt, eps) == pytest.approx(-10 * math.log10(loss), rel=1e-12)
 
 
 def test_psnr_rejects_mismatched_shapes() -> None:
@@ -128,6 +150,53 @@ def test_normal_mae_known_angles_and_mask() -> None:
     # Antiparallel normals are 180 degrees apart (clipping keeps arccos finite).
     assert normal_mae_deg(-gt, gt, mask) == pytest.approx(180.0)
     assert math.isnan(normal_mae_deg(pred, gt, np.zeros((h, w), dtype=bool)))
+
+
+def test_weighted_normal_mae_by_hand() -> None:
+    """multinerf's compute_weighted_mae: sum(w * angle) / sum(w), here with two known angles."""
+    h, w = 2, 3
+    gt = np.zeros((h, w, 3))
+    gt[..., 2] = 2.0  # unnormalised ground truth is normalised too
+    pred = np.zeros_like(gt)
+    pred[0] = [0.0, np.sin(np.radians(60.0)), np.cos(np.radians(60.0))]  # 60 degrees off
+    pred[1] = [0.0, 0.0, 0.5]  # exact
+    weights = np.array([[1.0, 1.0, 0.0], [0.5, 0.5, 0.5]])
+    # An exact match reads arccos(1 - eps32), 0.028 degrees: multinerf clips the cosine.
+    exact = np.degrees(np.arccos(1 - float(np.finfo(np.float32).eps)))
+    expected = (2 * 60.0 + 1.5 * exact) / (2 + 1.5)
+    assert weighted_normal_mae_deg(pred, gt, weights) == pytest.approx(expected, rel=1e-6)
+    # Uniform weights over a mask give the unweighted figure.
+    mask = weights > 0
+    assert weighted_normal_mae_deg(pred, gt, mask.astype(float)) == pytest.approx(
+        normal_mae_deg(pred, gt, mask) + exact * 3 / 5, rel=1e-6)
+    # Zero weight where the ground truth is background (zero vector) makes those pixels not count.
+    gt[0, 2] = 0.0
+    assert weighted_normal_mae_deg(pred, gt, weights) == pytest.approx(expected, rel=1e-6)
+    assert math.isnan(weighted_normal_mae_deg(pred, gt, np.zeros((h, w))))
+    # Antiparallel: the cosine is clipped to -(1 - eps32), so the angle is just below 180 degrees.
+    one_eps = 1 - float(np.finfo(np.float32).eps)
+    assert weighted_normal_mae_deg(-gt[1:], gt[1:], np.ones((1, w))) == pytest.approx(
+        np.degrees(np.arccos(-one_eps)), rel=1e-12)
+
+
+def test_weighted_normal_mae_matches_reference_formula_on_random_maps() -> None:
+    rng = np.random.default_rng(4)
+    pred, gt = rng.normal(size=(7, 9, 3)), rng.normal(size=(7, 9, 3))
+    pred[0, 0] = 1e-5  # shorter than sqrt(eps): multinerf's l2_normalize leaves it short
+    w = rng.uniform(size=(7, 9))
+    eps = float(np.finfo(np.float32).eps)
+
+    def l2n(x):
+        out = np.empty_like(x)
+        for idx in np.ndindex(x.shape[:-1]):
+            v = x[idx]
+            out[idx] = v / math.sqrt(max(float(v @ v), eps))
+        return out
+
+    p, g = l2n(pred), l2n(gt)
+    num = sum(w[idx] * math.acos(min(max(float(p[idx] @ g[idx]), -(1 - eps)), 1 - eps))
+              for idx in np.ndindex(w.shape))
+    assert weighted_normal_mae_deg(pred, gt, w) == pytest.approx(math.degrees(num / w.sum()), rel=1e-12)
 
 
 # ---------------------------------------------------------------------------------------------- LPIPS

@@ -12,15 +12,13 @@ from nerfpipe.train import data_loss_fn
 
 SMALL = {"net_depth": 2, "net_width": 32, "net_depth_fine": 2, "net_width_fine": 32, "n_samples": 8,
          "n_importance": 8, "prop_samples": [8], "prop_net_depth": 1, "prop_net_width": 16,
-         "bottleneck_width": 16, "pe_pos": 4, "pe_dir": 2, "deg_view": 3}
+         "bottleneck_width": 16, "pe_pos": 4, "pe_dir": 2, "deg_view": 3, "dir_net_depth": 2,
+         "dir_net_width": 16}
 
 
 def settings_for(method: str, **overrides) -> dict:
-    cfg = cfgmod.load_config("config/config.yaml")
-    s = cfgmod.resolve_variant(cfg, method, seed=0)
-    s.update(SMALL)
-    s.update(overrides)
-    return s
+    """The method's defaults (train_defaults <- METHOD_DEFAULTS) with small networks."""
+    return cfgmod.check_train_settings({"method": method, **SMALL, **overrides})
 
 
 def rays(n: int = 16, seed: int = 0) -> RayBundle:
@@ -49,13 +47,14 @@ def test_forward_shapes_and_levels(method: str) -> None:
         assert (t[:, 1:] >= t[:, :-1]).all(), "endpoints must be sorted"
         assert (t >= 2.0 - 1e-5).all() and (t <= 6.0 + 1e-5).all()
         assert (w.sum(-1) <= 1 + 1e-5).all()
-    n_levels = {"nerf": 2, "mipnerf": 2, "mipnerf360": 2, "refnerf": 2}[method]
-    assert len(out["levels"]) == n_levels
+    assert len(out["levels"]) == 2
     if method == "nerf":  # fine level = coarse endpoints + n_importance new samples
         assert out["levels"][1]["t"].shape[-1] == s["n_samples"] + 1 + s["n_importance"]
-    if method == "mipnerf":
-        assert out["levels"][1]["t"].shape[-1] == s["n_samples"] + 1
+    if method in ("mipnerf", "refnerf_paper"):
+        assert out["levels"][0]["t"].shape[-1] == s["n_samples"] + 1
+        assert out["levels"][1]["t"].shape[-1] == s["n_importance"] + 1
     if method in ("mipnerf360", "refnerf"):
+        assert out["levels"][0]["t"].shape[-1] == s["prop_samples"][0] + 1
         assert out["levels"][1]["t"].shape[-1] == s["n_importance"] + 1
 
 
@@ -69,7 +68,8 @@ def test_losses_finite_and_every_parameter_learns(method: str) -> None:
     terms = model.loss_terms(out, r, torch.rand(16, 3), data_loss_fn(s))
     expected = {"nerf": {"data", "data_coarse"}, "mipnerf": {"data", "data_coarse"},
                 "mipnerf360": {"data", "interlevel", "distortion"},
-                "refnerf": {"data", "interlevel", "distortion", "orientation", "pred_normal"}}[method]
+                "refnerf": {"data", "interlevel", "distortion", "orientation", "pred_normal"},
+                "refnerf_paper": {"data", "data_coarse", "orientation", "pred_normal"}}[method]
     assert set(terms) == expected
     loss = sum(terms.values())
     assert torch.isfinite(loss)
@@ -117,8 +117,9 @@ def test_background_is_composited() -> None:
     assert torch.allclose(out["rgb"], torch.tensor([0.2, 0.4, 0.6]).expand(16, 3), atol=1e-5)
 
 
-def test_refnerf_renders_unit_predicted_and_density_normals() -> None:
-    model = build_model(settings_for("refnerf")).eval()
+@pytest.mark.parametrize("method", ["refnerf", "refnerf_paper"])
+def test_refnerf_renders_unit_predicted_and_density_normals(method: str) -> None:
+    model = build_model(settings_for(method)).eval()
     with torch.no_grad():
         out = model(rays(), None, torch.ones(3))
     level = out["levels"][-1]
@@ -131,4 +132,7 @@ def test_refnerf_renders_unit_predicted_and_density_normals() -> None:
 def test_samples_per_ray() -> None:
     assert build_model(settings_for("nerf")).samples_per_ray == 8 + 16
     assert build_model(settings_for("mipnerf")).samples_per_ray == 16
+    assert build_model(settings_for("mipnerf", n_importance=12)).samples_per_ray == 20
     assert build_model(settings_for("mipnerf360")).samples_per_ray == 16
+    assert build_model(settings_for("refnerf", n_importance=12)).samples_per_ray == 20
+    assert build_model(settings_for("refnerf_paper", n_samples=6)).samples_per_ray == 14

@@ -6,8 +6,12 @@ through each frame's `file_path` (".png" appended when it has no image extension
 the order of a directory listing. Optional per-frame keys `depth_path` / `normal_path` name float32
 .npy files with ground-truth camera z-depth [H, W] and world-space normals [H, W, 3] (written by
 `nerfpipe.data.synthetic`); a split has ground truth only when every frame names it.
-Shiny Blender's normal PNGs (`r_i_normal.png`) and NeRF-synthetic's depth PNGs are not read:
-their encodings are dataset-specific and nothing downstream needs them.
+Shiny Blender's ground-truth normals are read too: when no frame names a `normal_path` and every
+frame's image `X.png` has a sibling `X_normal.png`, its RGB decodes to world-space normals
+`n = rgb * 2 - 1` (8 bits, as multinerf reads them), set to 0 where the frame's alpha is 0 (background);
+downscaling averages them over the foreground pixels of each block and renormalises.
+NeRF-synthetic's depth and normal PNGs (`r_i_depth_0000.png`, `r_i_normal_0000.png`) are not read:
+their encodings are dataset-specific.
 
 Pixel values: 8-bit -> /255; 16-bit grayscale -> /65535; 16-bit colour PNGs are decoded by
 Pillow at 8 bits per channel (error < 1/255). Grayscale is replicated to RGB; images without an
@@ -375,12 +379,14 @@ class _Frame:
     pose: np.ndarray
     depth: Path | None
     normals: Path | None
+    normals_png: bool = False
 
 
 def _check_frames(root: Path, tf_path: Path, frames: list) -> tuple[list[_Frame], bool, bool]:
     """Check every frame's keys, paths and pose before any image is decoded."""
     has_depth = all(isinstance(f, dict) and "depth_path" in f for f in frames)
     has_normals = has_depth and all("normal_path" in f for f in frames)
+    normals_png = not any(isinstance(f, dict) and "normal_path" in f for f in frames)
     checked = []
     for i, frame in enumerate(frames):
         where = f"{tf_path} frame {i}"
@@ -396,7 +402,28 @@ def _check_frames(root: Path, tf_path: Path, frames: list) -> tuple[list[_Frame]
         depth = _gt_path(root, frame, "depth_path", where) if has_depth else None
         normals = _gt_path(root, frame, "normal_path", where) if has_normals else None
         checked.append(_Frame(fp, image, pose, depth, normals))
+    if not has_normals and normals_png:
+        pngs = [normal_png_path(f.image) for f in checked]
+        if all(_is_file(p) for p in pngs):
+            for f, png in zip(checked, pngs, strict=True):
+                f.normals, f.normals_png = png, True
+            has_normals = True
     return checked, has_depth, has_normals
+
+
+def normal_png_path(image: Path) -> Path:
+    """Shiny Blender's ground-truth normals of image `X.png`: `X_normal.png` beside it."""
+    return image.with_name(image.stem + "_normal.png")
+
+
+def read_normal_png(path: Path, alpha: np.ndarray) -> np.ndarray:
+    """World-space normals [H, W, 3] from a normal PNG: `rgb * 2 - 1`, 0 where `alpha` [H, W] is 0."""
+    rgb = read_image(path)[..., :3]
+    if rgb.shape[:2] != alpha.shape:
+        raise NerfpipeError(f"{path}: normal image is {rgb.shape[0]}x{rgb.shape[1]} but its frame's image is "
+                            f"{alpha.shape[0]}x{alpha.shape[1]}")
+    normals = rgb * np.float32(2.0) - np.float32(1.0)
+    return np.where((alpha > 0)[..., None], normals, np.float32(0.0)).astype(np.float32)
 
 
 def load_blender_split(root: Path, split: str, downscale: int = 1) -> BlenderSplit:
@@ -479,11 +506,17 @@ def load_blender_split(root: Path, split: str, downscale: int = 1) -> BlenderSpl
             raise NerfpipeError(f"{img_path}: decoded image is {image.shape[0]}x{image.shape[1]} but its "
                                 f"header declares {h}x{w}")
         rgba[i] = downscale_rgba(image, downscale)
+        alpha = image[..., 3].copy() if frame.normals_png else None
         del image
         poses[i] = frame.pose
+        if frame.normals_png:
+            # Averaged over each block's foreground (alpha > 0) pixels, like the depth-masked normals.
+            _, normals[i] = downscale_depth((alpha > 0).astype(np.float32),
+                                            read_normal_png(frame.normals, alpha), downscale)
         if has_depth:
             d = _load_gt(frame.depth, (h, w), "depth")
-            nrm = _load_gt(frame.normals, (h, w, 3), "normals") if has_normals else None
+            nrm = _load_gt(frame.normals, (h, w, 3), "normals") if has_normals and not frame.normals_png \
+                else None
             d, nrm = downscale_depth(d, nrm, downscale)
             depths[i] = d
             if nrm is not None:

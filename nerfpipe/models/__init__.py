@@ -6,13 +6,14 @@ from nerfpipe.models.base import RadianceModel, RayBundle
 from nerfpipe.models.mipnerf import MipNeRF
 from nerfpipe.models.nerf import NeRF
 from nerfpipe.models.proposal import ProposalNeRF
-from nerfpipe.models.refnerf import RefNeRF
+from nerfpipe.models.refnerf import RefNeRF, RefNeRFPaper
 
 METHODS: dict[str, type[RadianceModel]] = {
     "nerf": NeRF,
     "mipnerf": MipNeRF,
     "mipnerf360": ProposalNeRF,
     "refnerf": RefNeRF,
+    "refnerf_paper": RefNeRFPaper,
 }
 
 

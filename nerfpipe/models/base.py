@@ -17,6 +17,14 @@ from nerfpipe import encoding, render
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
+# The training step key `train.step_key(seed, iteration) = (seed << 40) | (iteration << 4)` carries the
+# iteration in these bits; the model reads its training fraction from it (proposal annealing).
+ITERATION_SHIFT = 4
+ITERATION_BITS = 36
+# multinerf's `clip_gradients` divides by (norm + float32 eps).
+CLIP_EPS = float(torch.finfo(torch.float32).eps)
+GRAD_CLIP_MODES = ("per_mlp", "global")
+
 
 @dataclass
 class RayBundle:
@@ -49,6 +57,33 @@ def level_key(key: int | None, level: int) -> int | None:
     return None if key is None else key + 1 + level
 
 
+def train_fraction(key: int | None, iterations: int) -> float:
+    """Fraction of training done at the step whose key is `key`: multinerf's
+    `train_frac = clip((step - 1) / (max_steps - 1), 0, 1)` with step = iteration + 1. A key of None
+    (evaluation, rendering) means training is done: 1."""
+    if key is None:
+        return 1.0
+    iteration = (key >> ITERATION_SHIFT) & ((1 << ITERATION_BITS) - 1)
+    return min(max(iteration / max(iterations - 1, 1), 0.0), 1.0)
+
+
+def clip_grad_norms_(groups: dict[str, list[nn.Parameter]], max_norm: float) -> dict[str, float]:
+    """Scale the gradients of each group by `min(1, max_norm / (eps + |g|))`, |g| the L2 norm over the
+    group's gradients (multinerf `clip_gradients`, one group per MLP). Returns the norms before clipping."""
+    norms = {}
+    for name, params in groups.items():
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            continue
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float())
+                                                     for g in grads]))
+        scale = torch.clamp(max_norm / (CLIP_EPS + norm), max=1.0)
+        for g in grads:
+            g.mul_(scale.to(g.dtype))
+        norms[name] = float(norm)
+    return norms
+
+
 def midpoints(t: torch.Tensor) -> torch.Tensor:
     """t: [R, N+1] -> [R, N] interval midpoints."""
     return 0.5 * (t[..., 1:] + t[..., :-1])
@@ -76,6 +111,21 @@ class RadianceModel(nn.Module):
     def samples_per_ray(self) -> int:
         """MLP evaluations per ray in one forward pass (all levels)."""
         raise NotImplementedError
+
+    def clip_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters of each MLP, clipped separately by `clip_gradients_` in "per_mlp" mode (multinerf
+        clips the gradients of each of its MLPs on its own). The groups partition `parameters()`."""
+        return {"model": list(self.parameters())}
+
+    def clip_gradients_(self, max_norm: float, mode: str = "per_mlp") -> None:
+        """Clip the gradients in place: each `clip_groups()` group to norm `max_norm` ("per_mlp"), or all
+        parameters together with `torch.nn.utils.clip_grad_norm_` ("global")."""
+        if mode == "global":
+            torch.nn.utils.clip_grad_norm_(self.parameters(), max_norm)
+        elif mode == "per_mlp":
+            clip_grad_norms_(self.clip_groups(), max_norm)
+        else:
+            raise ValueError(f"grad_clip_mode must be one of {', '.join(GRAD_CLIP_MODES)}, got {mode!r}")
 
     def sample_gaussians(self, t: torch.Tensor, rays: RayBundle) -> tuple[torch.Tensor, torch.Tensor | None]:
         """t: [R, N+1] -> means [R, N, 3], covs [R, N, 3] (None for point samples)."""

@@ -7,8 +7,8 @@ from torch import nn
 
 
 class MLP(nn.Module):
-    """ReLU MLP of `depth` layers of `width` units, with the input concatenated again after
-    layer `skip` (NeRF's skip connection, Mildenhall et al. 2020, fig. 7).
+    """ReLU MLP of `depth` layers of `width` units; layer `skip` (0-based) takes the input concatenated
+    to the previous layer's activation (NeRF's skip connection, Mildenhall et al. 2020, fig. 7).
 
     x: [..., in_dim] -> [..., width] (the last hidden layer; heads are added by the caller).
     """
@@ -39,6 +39,13 @@ class MLP(nn.Module):
         return h
 
 
+# The input is concatenated to the fifth layer's activation (NeRF fig. 7; multinerf's skip_layer = 4,
+# which concatenates after layer index 4), so it feeds the sixth layer.
+SKIP_AFTER_LAYERS = 5
+
+
 def default_skip(depth: int) -> int | None:
-    """NeRF's 8-layer MLP re-injects its input after layer 4; shallow MLPs need no skip."""
-    return depth // 2 + (depth % 2) if depth > 4 else None
+    """Index of the layer that receives the input again: NeRF's 8-layer MLP concatenates its input to
+    the fifth layer's activation (Mildenhall et al. 2020, fig. 7), i.e. layer 5 (0-based) sees it. An
+    MLP of at most 5 layers has no skip."""
+    return SKIP_AFTER_LAYERS if depth > SKIP_AFTER_LAYERS else None

@@ -23,6 +23,9 @@ class NeRF(RadianceModel):
         self.fine = NerfField("pe", s["pe_pos"], s["pe_dir"], s["net_depth_fine"], s["net_width_fine"],
                               "relu", srgb=s["srgb"])
 
+    def clip_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        return {"coarse": list(self.coarse.parameters()), "fine": list(self.fine.parameters())}
+
     @property
     def samples_per_ray(self) -> int:
         return self.settings["n_samples"] + (self.settings["n_samples"] + self.settings["n_importance"])
