@@ -2,10 +2,14 @@
 #   make demo   set up .venv, build the extension, run the whole workflow on config/config.yaml
 #   make test   set up .venv, build the extension, run the test suite
 # On a CUDA machine choose the torch build, e.g.  make demo TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# Every package is installed at its tested version from constraints.txt (pip install -c); optional
+# extras: make setup EXTRAS=test,tensorboard (or lpips: needs its weights on disk).
 
 PYTHON      ?= python3
 VENV        ?= .venv
+CONSTRAINTS ?= constraints.txt
 TORCH_SPEC  ?= torch==2.13.0
+EXTRAS      ?= test
 CORES       ?= all
 CONFIG      ?= config/config.yaml
 PYTEST_ARGS ?=
@@ -21,13 +25,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
 
-# Re-run the install whenever the dependency pins or the extension sources change.
-$(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard ext/csrc/*)
+# Re-run the install whenever the dependencies, their pins or the extension sources change.
+$(STAMP): $(BIN)/python pyproject.toml $(CONSTRAINTS) setup.py ext/cuda_build.py $(wildcard ext/csrc/* ext/csrc/cuda/*)
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet pybind11==3.1.0
+	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) pybind11
 	@echo "building nerfpipe and its extension (about a minute)"
 	@start=$$(date +%s); \
-	  $(BIN)/python -m pip install --quiet --no-build-isolation -e ".[test]" && \
+	  $(BIN)/python -m pip install --quiet --no-build-isolation -c $(CONSTRAINTS) -e ".[$(EXTRAS)]" && \
 	  echo "extension build + install: $$(( $$(date +%s) - start )) s"
 	$(BIN)/python -c "import nerfpipe.sampling as s; ok, why = s.extension_status(); print('extension:', 'built' if ok else 'NOT built: ' + why); raise SystemExit(0 if ok else 1)"
 	touch $(STAMP)
@@ -59,3 +63,41 @@ bench: setup
 
 clean-results:
 	rm -rf results .snakemake
+
+# The CUDA build of the extension, in a venv of its own: `make cuda-build` (no GPU needed). Not part of
+# `make test`: PyPI's CUDA torch and its nvidia-* wheels are about 5 GB. It needs an nvcc whose CUDA major
+# matches torch's (PyPI's torch==2.13.0 is built with CUDA 13.0). The build goes to build/cuda/lib, never
+# into nerfpipe/ (where .venv's editable CPU build lives); tests/test_cuda_build.py imports and lists it.
+# See README.md, "Building the CUDA extension".
+CUDA_VENV       ?= .venv-cuda
+CUDA_TORCH_SPEC ?= torch==2.13.0
+CUDA_ARCH_LIST  ?= 7.5;8.0;8.6;9.0;10.0;12.0+PTX
+CUDA_BUILD_DIR  ?= build/cuda
+CUDA_BIN   := $(CUDA_VENV)/bin
+CUDA_STAMP := $(CUDA_VENV)/.nerfpipe-cuda-installed
+# pip without this machine's configuration: it adds a local wheel folder holding torch 2.13.0+cpu, which
+# pip prefers to PyPI's CUDA build of 2.13.0 (a local version label sorts higher).
+CUDA_PIP   := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(CUDA_BIN)/python -m pip
+
+.PHONY: cuda-venv cuda-build
+
+cuda-venv: $(CUDA_STAMP)
+
+$(CUDA_STAMP):
+	$(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_PIP) install --quiet --upgrade pip "setuptools>=77" wheel
+	$(CUDA_PIP) install --quiet "$(CUDA_TORCH_SPEC)"
+	$(CUDA_PIP) install --quiet -c $(CONSTRAINTS) pybind11 numpy
+	$(CUDA_BIN)/python -c "import torch; v = torch.version.cuda; print('torch', torch.__version__, 'CUDA', v); raise SystemExit(0 if v else 'torch in $(CUDA_VENV) is CPU-only: set CUDA_TORCH_SPEC to a CUDA build')"
+	touch $@
+
+cuda-build: $(CUDA_STAMP)
+	mkdir -p $(CUDA_BUILD_DIR)
+	@hash=$$($(CUDA_BIN)/python ext/cuda_build.py sources-hash) && start=$$(date +%s) && \
+	  echo "building the CUDA extension into $(CUDA_BUILD_DIR) (TORCH_CUDA_ARCH_LIST=$(CUDA_ARCH_LIST); log: $(CUDA_BUILD_DIR)/build.log)" && \
+	  { TORCH_CUDA_ARCH_LIST="$(CUDA_ARCH_LIST)" MAX_JOBS=$$(nproc) PATH="$(CURDIR)/$(CUDA_BIN):$$PATH" \
+	      $(CUDA_BIN)/python setup.py build_ext --build-lib $(CUDA_BUILD_DIR)/lib --build-temp $(CUDA_BUILD_DIR)/temp \
+	      > $(CUDA_BUILD_DIR)/build.log 2>&1 || { tail -n 40 $(CUDA_BUILD_DIR)/build.log; exit 1; }; } && \
+	  tail -n 3 $(CUDA_BUILD_DIR)/build.log && \
+	  echo "CUDA extension build: $$(( $$(date +%s) - start )) s" && \
+	  TORCH_CUDA_ARCH_LIST="$(CUDA_ARCH_LIST)" $(CUDA_BIN)/python ext/cuda_build.py record $(CUDA_BUILD_DIR) $$hash

@@ -16,7 +16,6 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import torch
 from train_throughput import random_rays
@@ -24,7 +23,7 @@ from train_throughput import random_rays
 from nerfpipe import config as cfgmod
 from nerfpipe import encoding, precision, sampling
 from nerfpipe.models import build_model
-from nerfpipe.train import data_loss_fn
+from nerfpipe.train import data_loss_fn, training_step
 
 RAYS = 4096
 BINS = 64
@@ -89,7 +88,7 @@ def op_closures(backend: str) -> dict[str, Callable[[], object]]:
 
 
 def step_closure(settings: dict, backend: str) -> Callable[[], None]:
-    """One whole training step of `settings` (the loop body of nerfpipe.train: sample the ray batch,
+    """One whole training step of `settings` (nerfpipe.train.training_step after the image sampler:
     render every level, losses, backward, gradient clip, Adam) with the sampling backend `backend`.
     Rays are random but fixed; the batch indices come from the image sampler as in training."""
     torch.manual_seed(0)
@@ -107,16 +106,8 @@ def step_closure(settings: dict, backend: str) -> Callable[[], None]:
         sampling.set_backend(backend)
         key = sampling.derive_key(int(settings["seed"]), next(counter))
         idx = sampling.sample_ray_indices(IMAGES, HEIGHT, WIDTH, batch, key)
-        rays, target = pool.index(idx), target_pool[idx]
-        optimizer.zero_grad(set_to_none=True)
-        autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else nullcontext()
-        with autocast:
-            out = model(rays, key, background)
-            loss = sum(model.loss_terms(out, rays, target, loss_fn).values())
-        loss.backward()
-        if settings["grad_clip"] > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), settings["grad_clip"])
-        optimizer.step()
+        training_step(model, optimizer, None, pool.index(idx), target_pool[idx], key, background, loss_fn,
+                      settings, dtype)
 
     return step
 

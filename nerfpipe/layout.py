@@ -6,7 +6,7 @@ folder is renamed everywhere at once.
 
     {results}/data/{scene}/                          data stage (a folder output)
     {results}/rays/{scene}/                          ray cache (a folder output)
-    {results}/train/{scene}/{variant}/seed{seed}/    TRAIN_FILES (+ ckpt/, resume state)
+    {results}/train/{scene}/{variant}/seed{seed}/    TRAIN_FILES (+ ckpt/, resume state; tb/)
     {results}/eval/{scene}/{variant}/seed{seed}/     EVAL_FILES (+ renders/)
     {results}/render/{scene}/{variant}/seed{seed}/   RENDER_FILES
     {results}/report/                                REPORT_FILES (+ figures/, videos/)
@@ -28,6 +28,7 @@ RUN_STAGES = ("train", "eval", "render")
 TRAIN_FILES = {"model": "model.pt", "config": "config.json", "train_log": "train_log.csv",
                "summary": "summary.json"}
 CKPT_DIR = "ckpt"
+TENSORBOARD_DIR = "tb"  # with `tensorboard: true` in the config (or train --tensorboard)
 EVAL_FILES = {"metrics": "metrics.json", "per_image": "per_image.csv", "weights": "weights.json"}
 EVAL_RENDERS = "renders"
 RENDER_FILES = {"rgb_mp4": "orbit_rgb.mp4", "rgb_gif": "orbit_rgb.gif", "depth_gif": "orbit_depth.gif",

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from nerfpipe.io import atomic_path, write_bytes
+from nerfpipe.progress import track
 from nerfpipe.visualize import depth_to_rgb, normals_to_rgb
 
 RenderFn = Callable[[torch.Tensor], dict[str, Any]]
@@ -106,6 +107,7 @@ def render_orbit(
     near: float,
     far: float,
     fps: float,
+    desc: str = "render",
 ) -> dict[str, Any]:
     """Render every pose of a camera path and write the orbit videos into `out_dir`.
 
@@ -114,7 +116,8 @@ def render_orbit(
     `video_frame_size`), orbit_rgb.gif, orbit_depth.gif and, when the renders contain
     "normals", orbit_normal.gif (GIFs at render resolution). Every file is written atomically.
     Returns {"n_frames", "fps", "height", "width", "video_height", "video_width",
-    "has_normals", "files": {name: path}}.
+    "has_normals", "files": {name: path}}. Progress (frame i/n, ETA) is reported as `desc`
+    (nerfpipe.progress: a bar on a terminal, else a line every --progress-interval seconds).
     """
     poses_t = torch.as_tensor(np.asarray(poses), dtype=torch.float32)
     if poses_t.ndim != 3 or poses_t.shape[1:] != (4, 4) or poses_t.shape[0] < 1:
@@ -128,7 +131,7 @@ def render_orbit(
     normal_frames: list[np.ndarray] = []
     has_normals: bool | None = None
     size: tuple[int, int] | None = None
-    for i, c2w in enumerate(poses_t):
+    for i, c2w in enumerate(track(poses_t, desc, "frame")):
         out = render_fn(c2w)
         rgb = _as_numpy(out["rgb"])
         depth = _as_numpy(out["depth"])

@@ -224,7 +224,7 @@ def test_unusable_devices_are_one_line(intact, capsys, device, needle, stage):
 @pytest.mark.parametrize("override, needle", [
     ({"lr": float("nan")}, "lr: nan is not a finite number"),
     ({"grad_clip": float("inf")}, "grad_clip: inf is not a finite number"),
-    ({"n_importance": 0}, "n_importance: 0 fine samples; nerf needs at least 1"),
+    ({"n_importance": 0}, "n_importance: 0 is less than the minimum of 1"),
     ({"iterations": 0}, "iterations: 0 is less than the minimum of 1"),
     ({"batch_size": "256"}, "batch_size: '256' is not of type 'integer'"),
     ({"bogus": 1}, "unknown key 'bogus'"),

@@ -47,6 +47,8 @@ STUB_CLI = textwrap.dedent(
     for flag in ("--out", "--data", "--rays", "--train", "--results", "--settings", "--threads", "--runtime",
                  "--manifest"):
         parser.add_argument(flag)
+    parser.add_argument("--tensorboard", action="store_true")
+    parser.add_argument("--no-tensorboard", action="store_true")
     args = parser.parse_args()
     out = Path(args.out)
     settings = json.loads(args.settings) if args.settings is not None else None
@@ -66,6 +68,8 @@ STUB_CLI = textwrap.dedent(
             sys.exit("stub: training fails on purpose")
         write("config.json", json.dumps(settings))
         write("runtime.json", args.runtime)
+        if args.tensorboard:
+            write("tb/events.out.tfevents.stub")
         for name in ("model.pt", "train_log.csv", "summary.json"):
             write(name)
     elif args.stage == "evaluate":
@@ -318,6 +322,16 @@ def test_duplicated_config_key_stops_the_workflow_naming_the_line(tmp_path):
     assert proc.returncode != 0
     assert "duplicate key 'train_defaults'" in proc.stdout
     assert f"{config}: not valid YAML: line" in proc.stdout
+
+
+def test_tensorboard_is_a_declared_output_only_when_switched_on(tmp_path, stub_bin):
+    config = smoke_variant(tmp_path, lambda cfg: cfg.update(tensorboard=True))
+    target = "results/train/diffuse/nerf/seed0/model.pt"
+    snakemake(target, "--cores", "1", "--configfile", str(config), workdir=tmp_path, path_prefix=stub_bin)
+    assert (tmp_path / "results/train/diffuse/nerf/seed0/tb/events.out.tfevents.stub").is_file()
+    # Switching it off again retrains nothing (the flag is not a rerun trigger).
+    proc = snakemake(target, "-n", "--configfile", str(SMOKE), workdir=tmp_path, path_prefix=stub_bin)
+    assert planned_jobs(proc.stdout) == []
 
 
 def test_changing_resources_reruns_nothing(stub_results, tmp_path):

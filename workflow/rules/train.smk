@@ -9,9 +9,12 @@ rule train:
         rays=rules.rays.output[0],
     output:
         **{key: out(f"train/{RUN}/{name}") for key, name in layout.TRAIN_FILES.items()},
+        **({"tb": directory(out(f"train/{RUN}/{layout.TENSORBOARD_DIR}"))} if CFG["tensorboard"] else {}),
     params:
         settings=variant_settings,
         runtime=train_runtime,
+        # Derived from `output` like runtime: switching TensorBoard on or off retrains nothing.
+        tensorboard=lambda wildcards, output: "--tensorboard" if "tb" in output.keys() else "--no-tensorboard",
         outdir=lambda wildcards, output: parent_dir(output.model),
     log:
         log_path("train", RUN),
@@ -27,4 +30,4 @@ rule train:
     shell:
         "nerfpipe train --data {input.data} --rays {input.rays} --out {params.outdir:q}"
         " --settings {params.settings:q} --runtime {params.runtime:q} --threads {threads}"
-        " > {log:q} 2>&1"
+        " {params.tensorboard} > {log:q} 2>&1"
