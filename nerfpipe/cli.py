@@ -199,7 +199,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     log.debug("train settings: %s", settings)
     summary = train(data, rays, out, settings, threads=args.threads, device=str(device),
                     tensorboard=args.tensorboard, tensorboard_every=args.tensorboard_every,
-                    max_in_memory=args.max_in_memory)
+                    max_in_memory=_in_memory_limit(args))
     print(f"train: {out} ({summary['iterations']} iterations in {summary['train_seconds']:.1f} s, "
           f"{summary['rays_per_second']:.0f} rays/s, train PSNR {summary['final_train_psnr']:.2f} dB)")
 
@@ -316,7 +316,7 @@ def _check_options(args: argparse.Namespace) -> None:
             check_against(value, pointer, f"--{attr}")
     if getattr(args, "progress_interval", None) is not None:
         progress_mod.parse_interval(str(args.progress_interval), "--progress-interval")
-    for attr, flag, minimum in (("max_in_memory", "--max-in-memory", 0),
+    for attr, flag, minimum in (("max_in_memory", "--max-in-memory", 0), ("job_mem_mb", "--job-mem-mb", 1),
                                 ("tensorboard_every", "--tensorboard-every", 1)):
         value = getattr(args, attr, None)
         if value is not None and value < minimum:
@@ -324,6 +324,16 @@ def _check_options(args: argparse.Namespace) -> None:
     for flag in IGNORED.get(args.command, ()):
         if getattr(args, flag[2:].replace("-", "_"), None) is not None:
             log.debug("%s is not used by `nerfpipe %s`; ignored", flag, args.command)
+
+
+def _in_memory_limit(args: argparse.Namespace) -> int | None:
+    """--max-in-memory, else half the job's memory (--job-mem-mb): the other half is left for the
+    model, its activations and the batch gathering; None leaves the default to train."""
+    if args.max_in_memory is not None:
+        return args.max_in_memory
+    if args.job_mem_mb is not None:
+        return args.job_mem_mb * 2**20 // 2
+    return None
 
 
 def _epilog(command: str) -> str:
@@ -432,8 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "auto (the extension where it is built)")
     p.add_argument("--max-in-memory", dest="max_in_memory", type=int, metavar="BYTES",
                    help="ray caches larger than this are read batch by batch from their memory map "
-                   "instead of loaded (same weights either way); default: $NERFPIPE_MAX_IN_MEMORY_BYTES "
-                   "or 2 GiB")
+                   "instead of loaded (same weights either way); default: half of --job-mem-mb, else "
+                   "$NERFPIPE_MAX_IN_MEMORY_BYTES or 2 GiB")
+    p.add_argument("--job-mem-mb", dest="job_mem_mb", type=int, metavar="MB",
+                   help="memory the job was given (the workflow passes its mem_mb resource): ray caches "
+                   "up to half of it are loaded into memory, larger ones read from the memory map")
     tb = p.add_argument_group("TensorBoard (the optional extra nerfpipe[tensorboard])")
     tb.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
                     help="write TensorBoard events (losses, PSNR, lr, rays/s, validation images) into the "

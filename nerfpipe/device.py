@@ -1,6 +1,18 @@
-"""The torch device a stage runs on: CUDA when this torch build can use it, else the CPU."""
+"""The torch device a stage runs on: CUDA when this torch build can use it, else the CPU.
+
+On one machine with several GPUs, Snakemake's `--resources gpu=N` bounds how many GPU jobs run at
+once but does not say which GPU each gets. A job without an explicit device therefore claims a
+free one: an advisory `fcntl` lock on `gpu{i}.lock` in $NERFPIPE_GPU_LOCK_DIR (default: the temp
+folder), held until the process ends. Where the scheduler already narrowed the visible devices to
+one (SLURM sets CUDA_VISIBLE_DEVICES), that one is used.
+"""
 
 from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -14,7 +26,10 @@ def resolve_device(name: str | None) -> torch.device:
     naming it, raised before any work starts.
     """
     if name is None or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        count = torch.cuda.device_count()
+        return torch.device("cuda", claim_free_gpu(count) if count > 1 else 0)
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError) as exc:
@@ -29,3 +44,23 @@ def resolve_device(name: str | None) -> torch.device:
     if dev.index is not None and dev.index >= torch.cuda.device_count():
         raise NerfpipeError(f"--device: {name!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
     return dev
+
+
+_claimed: list[int] = []  # lock file descriptors held for the life of the process
+
+
+def claim_free_gpu(count: int) -> int:
+    """Index of a CUDA device (of `count`) that no other nerfpipe process on this machine holds;
+    when all are held, the devices are shared round-robin by process id."""
+    lock_dir = Path(os.environ.get("NERFPIPE_GPU_LOCK_DIR") or tempfile.gettempdir()) / "nerfpipe-gpus"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        fd = os.open(lock_dir / f"gpu{index}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _claimed.append(fd)
+        return index
+    return os.getpid() % count

@@ -166,8 +166,18 @@ def test_train_options_reach_the_trainer(captured_train) -> None:
     assert captured_train()["kwargs"]["tensorboard"] is None  # auto
 
 
+@pytest.mark.parametrize("flags, limit", [
+    (["--job-mem-mb", "4000"], 4000 * 2**20 // 2),  # half the job's memory
+    (["--job-mem-mb", "4000", "--max-in-memory", "1024"], 1024),  # an explicit limit wins
+    ([], None),  # train's own default
+])
+def test_the_in_memory_limit_follows_the_jobs_memory(captured_train, flags, limit) -> None:
+    assert captured_train(*flags)["kwargs"]["max_in_memory"] == limit
+
+
 @pytest.mark.parametrize("flags, needle", [
     (["--max-in-memory", "-1"], "--max-in-memory: -1 is less than the minimum of 0"),
+    (["--job-mem-mb", "0"], "--job-mem-mb: 0 is less than the minimum of 1"),
     (["--tensorboard-every", "0"], "--tensorboard-every: 0 is less than the minimum of 1"),
     (["--progress-interval", "0"], "--progress-interval: expected a positive number of seconds"),
     (["-v", "-q"], "argument -q/--quiet: not allowed with argument -v/--verbose"),

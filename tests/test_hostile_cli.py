@@ -8,6 +8,7 @@ Random JSON thrown at every stage's --settings (hypothesis) only ever succeeds o
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import shutil
 from pathlib import Path
@@ -345,3 +346,24 @@ def test_random_settings_only_succeed_or_fail_in_one_line(world, tmp_path_factor
         assert_one_line(code, err)
         assert not out.exists() or not any(out.iterdir())
     shutil.rmtree(out.parent, ignore_errors=True)
+
+
+def test_jobs_without_a_device_claim_different_gpus(tmp_path, monkeypatch):
+    """On a machine with several GPUs each job without --device takes a free one (locks under
+    NERFPIPE_GPU_LOCK_DIR); when all are taken they are shared."""
+    import torch
+
+    from nerfpipe import device
+
+    monkeypatch.setenv("NERFPIPE_GPU_LOCK_DIR", str(tmp_path))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    held = list(device._claimed)
+    try:
+        first, second = device.resolve_device(None), device.resolve_device("auto")
+        assert (first, second) == (torch.device("cuda", 0), torch.device("cuda", 1))
+        assert device.resolve_device(None).index in (0, 1)  # both held: shared
+    finally:
+        for fd in device._claimed[len(held):]:
+            os.close(fd)
+        device._claimed[:] = held

@@ -45,7 +45,7 @@ STUB_CLI = textwrap.dedent(
     parser = argparse.ArgumentParser()
     parser.add_argument("stage")
     for flag in ("--out", "--data", "--rays", "--train", "--results", "--settings", "--threads", "--runtime",
-                 "--manifest"):
+                 "--manifest", "--job-mem-mb"):
         parser.add_argument(flag)
     parser.add_argument("--tensorboard", action="store_true")
     parser.add_argument("--no-tensorboard", action="store_true")
@@ -68,6 +68,7 @@ STUB_CLI = textwrap.dedent(
             sys.exit("stub: training fails on purpose")
         write("config.json", json.dumps(settings))
         write("runtime.json", args.runtime)
+        write("job_mem_mb.txt", args.job_mem_mb)
         if args.tensorboard:
             write("tb/events.out.tfevents.stub")
         for name in ("model.pt", "train_log.csv", "summary.json"):
@@ -250,6 +251,8 @@ def test_settings_reach_the_cli_resolved_and_intact(stub_results, smoke_cfg):
         # The train rule passes the settings that determine the weights, and the rest apart.
         assert json.loads((run / "config.json").read_text()) == weight_settings(resolved)
         assert json.loads((run / "runtime.json").read_text()) == {k: resolved[k] for k in TRAIN_RUNTIME_KEYS}
+        # The job's memory reaches training, which keeps ray caches up to half of it in memory.
+        assert (run / "job_mem_mb.txt").read_text() == str(smoke_cfg["resources"]["train"]["mem_mb"])
         render = json.loads((results / "render" / scene / variant / "seed0" / "settings.json").read_text())
         assert render == {**smoke_cfg["render"], "eval_chunk": resolved["eval_chunk"]}
     for scene in smoke_cfg["scenes"]:
@@ -335,7 +338,8 @@ def test_tensorboard_is_a_declared_output_only_when_switched_on(tmp_path, stub_b
 
 
 def test_changing_resources_reruns_nothing(stub_results, tmp_path):
-    config = smoke_variant(tmp_path, lambda cfg: cfg["resources"]["train"].update(threads=2, runtime=11))
+    config = smoke_variant(tmp_path, lambda cfg: cfg["resources"]["train"].update(threads=2, runtime=11,
+                                                                               mem_mb=3000))
     assert dry_run(stub_results, config) == []
 
 
@@ -451,3 +455,15 @@ def test_e2e_changing_one_variant_reruns_only_that_variant(e2e_results, smoke_cf
     seeds = smoke_cfg["seeds"]
     expected = run_jobs(["train", "evaluate", "render"], smoke_cfg["scenes"], ["mipnerf360"], seeds)
     assert jobs == sorted([*expected, ("report_manifest", ()), ("report", ())])
+
+
+def test_a_missing_or_other_nerfpipe_on_path_is_named_at_start(tmp_path):
+    other = tmp_path / "bin"
+    other.mkdir()
+    fake = other / "nerfpipe"
+    fake.write_text("#!/bin/sh\necho nerfpipe 0.0.1\n")
+    fake.chmod(0o755)
+    proc = snakemake("-n", "--configfile", str(SMOKE), workdir=tmp_path, path_prefix=other)
+    assert f"the `nerfpipe` on PATH ({fake}) reports nerfpipe 0.0.1" in proc.stdout
+    proc = snakemake("-n", "--configfile", str(SMOKE), workdir=tmp_path)
+    assert "on PATH" not in proc.stdout

@@ -41,6 +41,31 @@ GPUS = CFG["resources"]["gpu"]
 # One training run: its folder below train/, eval/ and render/ and its log/benchmark name.
 RUN = layout.RUN
 
+def check_cli_version():
+    """Jobs call the `nerfpipe` on PATH; say so when it is not the package beside this Snakefile."""
+    import shutil
+    import subprocess
+
+    from nerfpipe import __version__
+
+    exe = shutil.which("nerfpipe")
+    if exe is None:
+        logger.warning("nerfpipe: no `nerfpipe` command on PATH; jobs will fail (pip install -e . or "
+                       "activate the project's environment)")
+        return
+    try:
+        found = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=60).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        found = []
+    if found[-1:] != [__version__]:
+        logger.warning(f"nerfpipe: the `nerfpipe` on PATH ({exe}) reports {' '.join(found) or 'nothing'}, "
+                       f"but this workflow's package is {__version__}; jobs may run other code")
+
+
+if workflow.is_main_process and not workflow.deployment_settings.deployment_method:
+    check_cli_version()  # with --sdm conda, jobs run the nerfpipe of the workflow's environment
+
+
 # A dataset folder that does not exist stops the workflow before any job is planned.
 for _name in SCENES:
     _scene = resolve_scene(CFG, _name)

@@ -30,4 +30,4 @@ rule train:
     shell:
         "nerfpipe train --data {input.data} --rays {input.rays} --out {params.outdir:q}"
         " --settings {params.settings:q} --runtime {params.runtime:q} --threads {threads}"
-        " {params.tensorboard} > {log:q} 2>&1"
+        " {params.tensorboard} --job-mem-mb {resources.mem_mb} > {log:q} 2>&1"
