@@ -64,7 +64,7 @@ def _csv_iterations(path: Path) -> list[int]:
 
 
 def _checkpoint_rows(out: Path, iteration: int) -> list[dict]:
-    return torch.load(out / "ckpt" / f"ckpt_{iteration:08d}.pt", weights_only=False)["log_rows"]
+    return torch.load(out / "ckpt" / f"ckpt_{iteration:08d}.pt", weights_only=True)["log_rows"]
 
 
 def _csv_text(rows: list[dict]) -> str:
