@@ -11,12 +11,12 @@ While it runs, training reports progress (nerfpipe.progress: a bar on a terminal
 --progress-interval seconds) and appends each log row to train_log.csv, flushed, so a running job
 can be plotted; on resume the file is rewritten with the rows of the checkpoint, and at the end it
 is rewritten atomically with every row. With TensorBoard installed (the `tensorboard` extra) and not
-switched off, it also writes event files into tb/ (see `TensorBoardLog`).
+switched off, it also writes event files into tb/ (nerfpipe.tensorboard_log). Checkpoints and the
+run identity that decides whether one resumes live in nerfpipe.checkpoints.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -30,25 +30,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfpipe import config, guard, layout, losses, precision, sampling
+from nerfpipe import guard, layout, losses, precision, sampling
 from nerfpipe import io as nio
+from nerfpipe.checkpoints import TrainState, load_latest_checkpoint, run_fingerprint, save_checkpoint
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import RadianceModel, RayBundle, build_model
 from nerfpipe.progress import LiveCsv, Progress
 from nerfpipe.rays import load_ray_cache
 from nerfpipe.render import background_color, composite_background
+from nerfpipe.tensorboard_log import TensorBoardLog, want_tensorboard
 
 log = logging.getLogger(__name__)
 
 CKPT_DIR = layout.CKPT_DIR
-KEEP_CHECKPOINTS = 2
 # Ray caches above this size are gathered from the memory map batch by batch instead of loaded
 # (default of --max-in-memory; $NERFPIPE_MAX_IN_MEMORY_BYTES overrides it).
 MAX_IN_MEMORY_BYTES = 2 << 30
 MAX_IN_MEMORY_ENV = "NERFPIPE_MAX_IN_MEMORY_BYTES"
-# TensorBoard event files go to this subfolder of the run folder.
-TB_DIR = layout.TENSORBOARD_DIR
-TENSORBOARD_ENV = "NERFPIPE_TENSORBOARD"
 
 
 def max_in_memory_bytes(value: int | None = None) -> int:
@@ -67,35 +65,6 @@ def max_in_memory_bytes(value: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise NerfpipeError(f"{source}: expected a number of bytes >= 0, got {value!r}")
     return value
-
-
-def tensorboard_importable() -> bool:
-    """torch.utils.tensorboard writes event files only with the `tensorboard` package installed."""
-    return importlib.util.find_spec("tensorboard") is not None
-
-
-def want_tensorboard(requested: bool | None) -> bool:
-    """Whether this run writes tb/: `requested` (--tensorboard / --no-tensorboard), else
-    $NERFPIPE_TENSORBOARD (1 / 0 / auto), else auto = when tensorboard is installed. Asking for it
-    without the package is an error, not a silent no."""
-    source = "--tensorboard"
-    if requested is None:
-        text = os.environ.get(TENSORBOARD_ENV, "").strip().lower()
-        source = TENSORBOARD_ENV
-        if text in ("0", "false", "no", "off"):
-            return False
-        if text in ("1", "true", "yes", "on"):
-            requested = True
-        elif text not in ("", "auto"):
-            raise NerfpipeError(f"{TENSORBOARD_ENV}={text!r}: expected 1, 0 or auto")
-    if requested is False:
-        return False
-    if not tensorboard_importable():
-        if requested:
-            raise NerfpipeError(f"{source}: TensorBoard logging needs the tensorboard package "
-                                "(pip install 'nerfpipe[tensorboard]')")
-        return False
-    return True
 
 
 def step_key(seed: int, iteration: int) -> int:
@@ -210,99 +179,6 @@ def training_step(model: RadianceModel, optimizer: torch.optim.Optimizer, scaler
     else:
         optimizer.step()
     return StepResult(out, terms, loss, True)
-
-
-@dataclass
-class TrainState:
-    iteration: int = 0
-    elapsed: float = 0.0
-    bad_in_row: int = 0
-    skipped: int = 0
-    log_rows: list | None = None
-
-
-def run_fingerprint(settings: dict, rays_meta: dict) -> str:
-    """Identity of a training run: the settings that determine the weights and the content of the
-    ray cache (which carries the data's). A checkpoint resumes only a run with the same identity."""
-    return nio.fingerprint({"settings": config.weight_settings(settings),
-                            "rays": rays_meta.get("fingerprint")})
-
-
-def list_checkpoints(ckpt_dir: Path) -> list[Path]:
-    return sorted(ckpt_dir.glob("ckpt_*.pt"))
-
-
-def save_checkpoint(ckpt_dir: Path, model: RadianceModel, optimizer, scaler, state: TrainState,
-                    settings: dict, fingerprint: str) -> Path:
-    """Write ckpt_{iteration}.pt atomically and keep the newest KEEP_CHECKPOINTS."""
-    for name, p in model.named_parameters():
-        if not torch.isfinite(p).all():
-            raise NerfpipeError(f"refusing to save a checkpoint at iteration {state.iteration}: parameter "
-                                f"{name} is not finite")
-    path = ckpt_dir / f"ckpt_{state.iteration:08d}.pt"
-    nio.save_torch(path, {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else {},
-        "iteration": state.iteration,
-        "elapsed": state.elapsed,
-        "skipped": state.skipped,
-        "log_rows": state.log_rows,
-        "fingerprint": fingerprint,
-        "settings": json.dumps(config.weight_settings(settings), sort_keys=True),
-        "variant": settings["variant"],
-        "torch_rng": torch.get_rng_state(),
-    })
-    for old in list_checkpoints(ckpt_dir)[:-KEEP_CHECKPOINTS]:
-        old.unlink(missing_ok=True)
-    return path
-
-
-def _stale_reason(ckpt: dict, settings: dict) -> str:
-    """Why a checkpoint with another fingerprint is not this run: the settings that differ, or
-    the inputs."""
-    try:
-        theirs = json.loads(ckpt.get("settings") or "{}")
-    except (TypeError, ValueError):
-        theirs = {}
-    mine = config.weight_settings(settings)
-    changed = sorted(k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k))
-    if not theirs:
-        return "written by an older nerfpipe"
-    if changed:
-        return "settings differ: " + ", ".join(changed)
-    return "the data or ray cache differ"
-
-
-def load_latest_checkpoint(ckpt_dir: Path, settings: dict,
-                           fingerprint: str) -> tuple[dict | None, Path | None]:
-    """Newest readable checkpoint of this very run (same fingerprint), or (None, None).
-
-    A corrupt newest checkpoint falls back to the previous one with a warning. Checkpoints of
-    another run (changed settings or inputs) are deleted with one log line: resuming them would
-    write old weights under the new settings.
-    """
-    for leftover in ckpt_dir.glob(".ckpt_*.tmp"):  # a write cut short by a kill
-        leftover.unlink(missing_ok=True)
-    stale: list[tuple[Path, str]] = []
-    found: tuple[dict | None, Path | None] = (None, None)
-    for path in reversed(list_checkpoints(ckpt_dir)):
-        try:
-            ckpt = nio.load_torch(path)
-        except NerfpipeError as exc:
-            warnings.warn(f"{exc}; falling back to an older checkpoint", stacklevel=2)
-            continue
-        if not isinstance(ckpt, dict) or ckpt.get("fingerprint") != fingerprint:
-            stale.append((path, _stale_reason(ckpt if isinstance(ckpt, dict) else {}, settings)))
-            continue
-        found = (ckpt, path)
-        break
-    if stale:
-        log.warning("training from scratch: %d checkpoint(s) in %s belong to another run (%s); removed",
-                    len(stale), ckpt_dir, stale[0][1])
-        for path, _ in stale:
-            path.unlink(missing_ok=True)
-    return found
 
 
 def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads: int | None = None,
@@ -448,93 +324,6 @@ def _progress_fields(loss: torch.Tensor, out: dict, target: torch.Tensor, rays_p
         mse = float(losses.mse(out["rgb"].float(), target))
     psnr = -10.0 * math.log10(mse) if mse > 0 else math.inf
     return [f"loss {float(loss.detach()):.5g}", f"train PSNR {psnr:.2f} dB", f"{rays_per_s:,.0f} rays/s"]
-
-
-class TensorBoardLog:
-    """TensorBoard event files in the run folder's tb/: every log row's scalars (loss/total and each
-    loss term, train/psnr, train/mse, train/lr, train/rays_per_s) and, every `image_every`
-    iterations (default ckpt_every) and at the end, val/rgb: ground truth | prediction | error of
-    the first validation view, rendered at most VIEW_SIDE pixels on its longer side. Events at or
-    past the iteration a run starts from are purged (purge_step: those past the checkpoint when it
-    resumes, all older ones when it starts from scratch), so the curves show each iteration once.
-    Rendering the view draws no random numbers and leaves the model in training mode: the weights
-    are the same with or without TensorBoard."""
-
-    VIEW_SIDE = 128
-
-    def __init__(self, out_dir: Path, data_dir: Path, settings: dict, start: int,
-                 image_every: int | None = None) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=str(out_dir / TB_DIR), purge_step=start)
-        self.settings = settings
-        self.image_every = int(image_every or settings["ckpt_every"])
-        self.view = self._first_view(data_dir)
-
-    @staticmethod
-    def _first_view(data_dir: Path) -> dict | None:
-        from nerfpipe.data.prepare import load_split
-
-        meta = nio.read_json(data_dir / "meta.json")
-        for split in ("val", "test"):
-            if split in meta.get("splits", {}):
-                data = load_split(data_dir, split, mmap=True)
-                if len(data["poses"]):
-                    return {"meta": data["meta"], "pose": np.array(data["poses"][0]),
-                            "rgba": np.array(data["rgba"][0]), "split": split}
-        return None
-
-    def scalars(self, row: dict) -> None:
-        step = row["iteration"]
-        for key, value in row.items():
-            if key in ("iteration", "elapsed_s"):
-                continue
-            tag = {"loss": "loss/total"}.get(key) or (f"loss/{key[5:]}" if key.startswith("loss_")
-                                                       else f"train/{key}")
-            self.writer.add_scalar(tag, value, step)
-        self.writer.flush()
-
-    def image_due(self, iteration: int, total: int) -> bool:
-        return self.view is not None and (iteration % self.image_every == 0 or iteration == total)
-
-    def image(self, model: RadianceModel, iteration: int) -> None:
-        from nerfpipe import cameras
-        from nerfpipe.visualize import comparison_strip
-
-        view, meta = self.view, self.view["meta"]
-        h, w = int(meta["height"]), int(meta["width"])
-        s = max(1, math.ceil(max(h, w) / self.VIEW_SIDE))
-        focal = float(meta["focal"]) / s
-        h, w = h // s, w // s
-        rgba = view["rgba"][: h * s, : w * s].reshape(h, s, w, s, 4).mean(axis=(1, 3))
-        background = background_color(self.settings)
-        gt = composite_background(torch.from_numpy(rgba), background).numpy()
-        # The rays of the whole view, as in nerfpipe.inference (which imports this module).
-        origins, directions = cameras.camera_rays(h, w, focal, torch.from_numpy(view["pose"]).float())
-        directions = directions.reshape(-1, 3)
-        rays = {"origins": origins.reshape(-1, 3), "directions": directions,
-                "viewdirs": directions / directions.norm(dim=-1, keepdim=True),
-                "radii": torch.full((h * w, 1), cameras.pixel_radii(h, w, focal))}
-        device = next(model.parameters()).device
-        dtype = precision.autocast_dtype(bool(self.settings["amp"]), device)
-        chunk, parts = int(self.settings["eval_chunk"]), []
-        model.eval()
-        try:
-            with torch.no_grad():
-                for start in range(0, h * w, chunk):
-                    part = make_bundle({k: v[start:start + chunk].to(device) for k, v in rays.items()},
-                                       float(meta["near"]), float(meta["far"]))
-                    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                        parts.append(model(part, None, background.to(device))["rgb"].float().cpu())
-        finally:
-            model.train()
-        pred = torch.cat(parts).reshape(h, w, 3).numpy()
-        strip = comparison_strip(gt, np.clip(pred, 0.0, 1.0))
-        self.writer.add_image(f"{view['split']}/rgb", np.asarray(strip), iteration, dataformats="HWC")
-        self.writer.flush()
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 def _failpoint_pause(iteration: int) -> None:

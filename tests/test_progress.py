@@ -260,7 +260,8 @@ def test_tensorboard_events_hold_the_scalars_and_images(tiny_scene, tmp_path) ->
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from nerfpipe.config import check_train_settings
-    from nerfpipe.train import TB_DIR, train
+    from nerfpipe.tensorboard_log import TB_DIR
+    from nerfpipe.train import train
 
     settings = check_train_settings({**TINY, "iterations": 10, "log_every": 5, "ckpt_every": 5})
     with_tb, without = tmp_path / "tb_on", tmp_path / "tb_off"
@@ -299,22 +300,22 @@ def test_tensorboard_events_hold_the_scalars_and_images(tiny_scene, tmp_path) ->
 
 
 def test_tensorboard_switches(tiny_scene, tmp_path, capsys, monkeypatch) -> None:
-    import nerfpipe.train as trainmod
+    import nerfpipe.tensorboard_log as tbmod
 
     settings = json.dumps({**TINY, "iterations": 2, "ckpt_every": 2})
     argv = ["train", "--data", str(tiny_scene["data"]), "--rays", str(tiny_scene["rays"]), "--settings",
             settings, "--threads", "1", "--device", "cpu"]
-    monkeypatch.setenv(trainmod.TENSORBOARD_ENV, "0")
+    monkeypatch.setenv(tbmod.TENSORBOARD_ENV, "0")
     assert cli.main([*argv, "--out", str(tmp_path / "env_off")]) == 0
-    assert not (tmp_path / "env_off" / trainmod.TB_DIR).exists()
-    monkeypatch.setenv(trainmod.TENSORBOARD_ENV, "maybe")
+    assert not (tmp_path / "env_off" / tbmod.TB_DIR).exists()
+    monkeypatch.setenv(tbmod.TENSORBOARD_ENV, "maybe")
     capsys.readouterr()
     assert cli.main([*argv, "--out", str(tmp_path / "bad")]) == 2
     assert "NERFPIPE_TENSORBOARD='maybe': expected 1, 0 or auto" in capsys.readouterr().err
-    monkeypatch.delenv(trainmod.TENSORBOARD_ENV)
-    monkeypatch.setattr(trainmod, "tensorboard_importable", lambda: False)
+    monkeypatch.delenv(tbmod.TENSORBOARD_ENV)
+    monkeypatch.setattr(tbmod, "tensorboard_importable", lambda: False)
     assert cli.main([*argv, "--out", str(tmp_path / "auto")]) == 0  # auto: quietly without
-    assert not (tmp_path / "auto" / trainmod.TB_DIR).exists()
+    assert not (tmp_path / "auto" / tbmod.TB_DIR).exists()
     capsys.readouterr()
     assert cli.main([*argv, "--out", str(tmp_path / "asked"), "--tensorboard"]) == 2
     err = capsys.readouterr().err
