@@ -73,6 +73,15 @@ class ReportContent:
         return len(self.seeds) > 1
 
 
+def legacy_sentence(c: ReportContent) -> str:
+    """LEGACY_SENTENCE plus the ε the runs used: each run's training-loss softl1_eps, so the
+    legacy figure is the original implementation's `sqrt(e^2 + eps)` with the same eps."""
+    values = sorted({float(v) for v in c.runs["softl1_eps"].dropna()}) if "softl1_eps" in c.runs else []
+    shown = ", ".join(f"{v:g}" for v in values) or "not recorded"
+    return (f"{LEGACY_SENTENCE} Its ε is the training loss's `softl1_eps` of each run "
+            f"(here {shown}).")
+
+
 def settings_sentence(c: ReportContent) -> str:
     return (
         f"Scenes: {', '.join(c.scenes)}. Variants: {', '.join(c.variants)} "

@@ -186,6 +186,7 @@ def page_values(c: ReportContent, out_dir: Path) -> dict[str, Any]:
     return {
         "text": text,
         "settings": text.settings_sentence(c),
+        "legacy_sentence": text.legacy_sentence(c),
         "show_std": c.show_std,
         "results": _results(c),
         "paired_intro": text.paired_intro(c.baseline),

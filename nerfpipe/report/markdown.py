@@ -35,7 +35,7 @@ def markdown(c: ReportContent) -> str:
         text.settings_sentence(c),
         "",
         "The headline metric is **PSNR** = mean over test images of −10·log10(MSE), images in [0, 1]. "
-        + text.LEGACY_SENTENCE,
+        + text.legacy_sentence(c),
         "",
         "Best value per scene in **bold**"
         + (", cells are mean ± std over seeds." if c.show_std else ".")
