@@ -210,31 +210,6 @@ def _range_max(values: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
     return torch.where(valid, out, torch.zeros_like(out))
 
 
-def invert_cdf(bins: Tensor, weights: Tensor, u: Tensor, eps: float = sampling.PDF_EPS) -> Tensor:
-    """Inverse-transform sampling at given quantiles `u` [R, S] in [0, 1), sorted along the last axis.
-
-    The same arithmetic as `sampling.sample_pdf` (pdf = (w + eps) / sum, cdf with a leading 0 and a last
-    entry of exactly 1, `searchsorted(cdf, u, right=True)`, linear interpolation in the bin, clamped to
-    it); only the quantiles come from the caller. bins: [R, B+1], weights: [R, B] -> [R, S], detached.
-    """
-    with torch.no_grad():
-        rays, num_bins = weights.shape
-        w = weights + eps
-        pdf = w / w.sum(dim=-1, keepdim=True)
-        cdf = torch.cumsum(pdf[:, :-1], dim=-1).clamp(max=1)
-        cdf = torch.cat([cdf.new_zeros(rays, 1), cdf, cdf.new_ones(rays, 1)], dim=-1)
-        u = u.to(bins.dtype).contiguous()
-        idx = torch.searchsorted(cdf, u, right=True)
-        below = (idx - 1).clamp(0, num_bins)
-        above = idx.clamp(0, num_bins)
-        cdf0, cdf1 = cdf.gather(-1, below), cdf.gather(-1, above)
-        bins0, bins1 = bins.gather(-1, below), bins.gather(-1, above)
-        denom = cdf1 - cdf0
-        denom = torch.where(denom < eps, torch.ones_like(denom), denom)
-        t = bins0 + (u - cdf0) / denom * (bins1 - bins0)
-        return torch.minimum(torch.maximum(t, bins0), bins1)
-
-
 def ray_jitter(key: int, rays: int, device: torch.device | str) -> Tensor:
     """[R] one uniform in [0, 1) per ray, the counter-based `sampling.uniform(key, R)`."""
     return sampling.uniform(key, rays, device=device)
@@ -252,7 +227,7 @@ def sample_pdf_single_jitter(bins: Tensor, weights: Tensor, n_samples: int, rand
         u = (steps + ray_jitter(key, bins.shape[0], bins.device).to(bins.dtype)[:, None]) / n_samples
     else:
         u = ((steps + 0.5) / n_samples).expand(bins.shape[0], n_samples)
-    return invert_cdf(bins, weights, u)
+    return sampling.invert_cdf(bins, weights, u)
 
 
 def stratified_endpoints_single_jitter(near: Tensor, far: Tensor, n_intervals: int, randomized: bool,

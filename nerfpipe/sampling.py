@@ -341,16 +341,28 @@ def sample_pdf_torch(bins: Tensor, weights: Tensor, n_samples: int, randomized: 
     seeds = _require_key("sample_pdf", randomized, key)
     _check_pdf_args(bins, weights, n_samples, eps)
     rays, num_bins = weights.shape
-    w = weights + eps
-    pdf = w / w.sum(dim=-1, keepdim=True)
-    cdf = torch.cumsum(pdf[:, :-1], dim=-1).clamp(max=1)
-    cdf = torch.cat([cdf.new_zeros(rays, 1), cdf, cdf.new_ones(rays, 1)], dim=-1)
     steps = torch.arange(n_samples, dtype=bins.dtype, device=bins.device)
     if randomized:
         index = torch.arange(rays * n_samples, dtype=torch.int64, device=bins.device).reshape(rays, n_samples)
         u = (steps + _hash_uniform(seeds, index).to(bins.dtype)) / n_samples
     else:
         u = ((steps + 0.5) / n_samples).expand(rays, n_samples).contiguous()
+    return invert_cdf(bins, weights, u, eps)
+
+
+@torch.no_grad()
+def invert_cdf(bins: Tensor, weights: Tensor, u: Tensor, eps: float = PDF_EPS) -> Tensor:
+    """Inverse-transform sampling at given quantiles `u` [R, S] in [0, 1), sorted along the last axis:
+    pdf = (w + eps) / sum, cdf with a leading 0 and a last entry of exactly 1,
+    `searchsorted(cdf, u, right=True)`, linear interpolation inside the bin, clamped to it.
+    bins: [R, B+1], weights: [R, B] -> [R, S], detached. `sample_pdf_torch` draws `u` and calls this.
+    """
+    rays, num_bins = weights.shape
+    w = weights + eps
+    pdf = w / w.sum(dim=-1, keepdim=True)
+    cdf = torch.cumsum(pdf[:, :-1], dim=-1).clamp(max=1)
+    cdf = torch.cat([cdf.new_zeros(rays, 1), cdf, cdf.new_ones(rays, 1)], dim=-1)
+    u = u.to(bins.dtype).contiguous()
     idx = torch.searchsorted(cdf, u, right=True)
     below = (idx - 1).clamp(0, num_bins)
     above = idx.clamp(0, num_bins)

@@ -15,6 +15,7 @@ then continues it (SIGCONT) so the signal is delivered. No sleep or timing decid
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import shutil
@@ -109,10 +110,12 @@ def stopped_in_group(pgid: int) -> list[int]:
     return pids
 
 
-def interrupt(workdir: Path, config: Path, sig: signal.Signals, pause_at: int) -> subprocess.Popen:
+def interrupt(workdir: Path, config: Path, sig: signal.Signals, pause_at: int) -> tuple[int, str]:
     """Start the workflow in its own process group with the trainers pausing after the checkpoint of
-    iteration `pause_at`; once one has paused, send `sig` to the whole group, continue the group so
-    the paused trainer receives it, and return the finished process."""
+    iteration `pause_at`; once one has paused, send `sig` to the whole group and keep continuing the
+    group until the workflow has ended. (A second trainer may reach its pause just after the
+    signal, before handling it: continuing it again lets it handle the signal, so the outcome does
+    not depend on timing.) Returns the exit status and the output."""
     env = {**environment(), "NERFPIPE_PAUSE_AFTER_CHECKPOINT": str(pause_at)}
     proc = subprocess.Popen(command(workdir, config), cwd=workdir, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -123,14 +126,20 @@ def interrupt(workdir: Path, config: Path, sig: signal.Signals, pause_at: int) -
             assert time.monotonic() < deadline, f"no trainer reached the checkpoint of iteration {pause_at}"
             time.sleep(0.05)
         os.killpg(proc.pid, sig)
-        if sig != signal.SIGKILL:
-            os.killpg(proc.pid, signal.SIGCONT)
-        proc.communicate(timeout=120)
+        while True:
+            if sig != signal.SIGKILL:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGCONT)
+            try:
+                output, _ = proc.communicate(timeout=1)
+                return proc.returncode, output
+            except subprocess.TimeoutExpired:
+                assert time.monotonic() < deadline, f"the workflow did not end after {sig.name}"
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return proc
 
 
 def metric_rows(workdir: Path) -> list[dict[str, str]]:
@@ -148,18 +157,18 @@ def test_interrupted_workflow_resumes_to_identical_report(tmp_path) -> None:
     run(ref, config)
 
     # Ctrl-C once a training job has written its checkpoint of iteration 50 (of 300).
-    proc = interrupt(work, config, signal.SIGINT, pause_at=CKPT_EVERY)
+    code, output = interrupt(work, config, signal.SIGINT, pause_at=CKPT_EVERY)
     # Snakemake answers Ctrl-C by terminating its jobs and exiting with a failure status (1; a
     # signal-style status where the interpreter itself is interrupted).
-    assert proc.returncode in (1, 130, -signal.SIGINT), (proc.returncode, proc.stdout[-3000:])
+    assert code in (1, 130, -signal.SIGINT), (code, output[-3000:])
     assert not (work / "results" / "report" / "report.csv").exists(), "interrupted after the workflow ended"
     assert not any((work / RUN.format(variant=v) / "model.pt").exists() for v in VARIANTS), \
         "no training was interrupted"
     assert wait_until_gone(work), "jobs survived SIGINT"
 
     # SIGKILL of the whole group once the rerun has written its checkpoint of iteration 100.
-    proc = interrupt(work, config, signal.SIGKILL, pause_at=2 * CKPT_EVERY)
-    assert proc.returncode == -signal.SIGKILL
+    code, output = interrupt(work, config, signal.SIGKILL, pause_at=2 * CKPT_EVERY)
+    assert code == -signal.SIGKILL, (code, output[-3000:])
     assert not (work / "results" / "report" / "report.csv").exists()
     assert wait_until_gone(work), "jobs survived SIGKILL of their process group"
 

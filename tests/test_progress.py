@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from nerfpipe import cli, progress
 from nerfpipe import io as nio
@@ -322,3 +324,58 @@ def test_tensorboard_switches(tiny_scene, tmp_path, capsys, monkeypatch) -> None
     assert err.startswith("nerfpipe train: error: --tensorboard: TensorBoard logging needs the tensorboard "
                           "package") and err.count("\n") == 1, err
     assert not (tmp_path / "asked").exists()
+
+
+def _stopped_in_group(pgid: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] in ("T", "t"):
+                return True
+    return False
+
+
+def test_a_running_workflow_job_shows_progress_in_its_rule_log(tmp_path) -> None:
+    """Under Snakemake (output redirected to the rule's log file) a training job's log holds
+    progress lines and its train_log.csv holds rows while the job still runs: the trainer pauses
+    itself at its checkpoint of iteration 20 (of 40), the test reads both files, then lets it go on."""
+    snakemake = shutil.which("snakemake", path=str(Path(sys.executable).parent)) or shutil.which("snakemake")
+    if snakemake is None:
+        pytest.skip("snakemake is not installed")
+    cfg = yaml.safe_load((REPO / "config" / "smoke.yaml").read_text())
+    cfg["scenes"] = {"diffuse": cfg["scenes"]["diffuse"]}
+    cfg["variants"] = {"nerf": cfg["variants"]["nerf"]}
+    cfg["train_defaults"].update(iterations=40, ckpt_every=10, log_every=5)
+    config = tmp_path / "progress.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+           "NERFPIPE_PAUSE_AFTER_CHECKPOINT": "20", "NERFPIPE_PROGRESS_INTERVAL": "0.000001"}
+    env.pop("SNAKEMAKE_PROFILE", None)
+    cmd = [snakemake, "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path), "--cores", "1",
+           "--configfile", str(config), "--until", "train"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    rule_log = tmp_path / "results" / "logs" / "train" / "diffuse" / "nerf" / "seed0.log"
+    csv_log = tmp_path / "results" / "train" / "diffuse" / "nerf" / "seed0" / "train_log.csv"
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not _stopped_in_group(proc.pid):
+            assert proc.poll() is None, f"the workflow ended before training paused:\n{proc.stdout.read()}"
+            assert time.monotonic() < deadline, "training never reached its checkpoint of iteration 20"
+            time.sleep(0.05)
+        lines = [m for m in map(PROGRESS_LINE.match, rule_log.read_text().splitlines()) if m]
+        assert len(lines) >= 2 and all(int(m.group(2)) == 40 and int(m.group(1)) <= 20 for m in lines), \
+            rule_log.read_text()
+        assert _csv_iterations(csv_log) == [5, 10, 15, 20]
+        os.killpg(proc.pid, signal.SIGCONT)
+        out, _ = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out[-4000:]
+    assert _csv_iterations(csv_log) == [5, 10, 15, 20, 25, 30, 35, 40]
