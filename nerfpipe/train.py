@@ -308,9 +308,10 @@ def _train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, thread
             bar.log(*_progress_fields(loss, out, target, bar.window_rate() * settings["batch_size"]))
         if tb is not None and tb.image_due(state.iteration, total):
             tb.image(model, state.iteration)
-        if state.iteration % settings["ckpt_every"] == 0 or state.iteration == total:
+        checkpoint = state.iteration % settings["ckpt_every"] == 0 or state.iteration == total
+        if checkpoint:
             last_good = save_checkpoint(ckpt_dir, model, optimizer, scaler, state, settings, fingerprint)
-            _failpoint_pause(state.iteration)
+        _failpoint_pause(state.iteration, checkpoint)
     bar.close()
     if tb is not None:
         tb.close()
@@ -326,12 +327,15 @@ def _progress_fields(loss: torch.Tensor, out: dict, target: torch.Tensor, rays_p
     return [f"loss {float(loss.detach()):.5g}", f"train PSNR {psnr:.2f} dB", f"{rays_per_s:,.0f} rays/s"]
 
 
-def _failpoint_pause(iteration: int) -> None:
-    """Fault-injection hook for the interruption tests: with NERFPIPE_PAUSE_AFTER_CHECKPOINT=N the
-    trainer stops itself (SIGSTOP) right after writing the checkpoint of iteration N, so a test can
-    interrupt it at a known point on any machine, however fast. Unset, it does nothing."""
-    pause_at = os.environ.get("NERFPIPE_PAUSE_AFTER_CHECKPOINT")
-    if pause_at and pause_at.strip() == str(iteration):
+def _failpoint_pause(iteration: int, checkpoint: bool) -> None:
+    """Fault-injection hooks for the interruption tests: the trainer stops itself (SIGSTOP) right
+    after writing the checkpoint of iteration N (NERFPIPE_PAUSE_AFTER_CHECKPOINT=N), or after
+    iteration N whether or not it wrote one (NERFPIPE_PAUSE_AT_ITERATION=N, e.g. between two
+    checkpoints), so a test can interrupt it at a known point on any machine, however fast. Unset,
+    they do nothing."""
+    at = str(iteration)
+    if (checkpoint and os.environ.get("NERFPIPE_PAUSE_AFTER_CHECKPOINT", "").strip() == at) or \
+            os.environ.get("NERFPIPE_PAUSE_AT_ITERATION", "").strip() == at:
         os.kill(os.getpid(), signal.SIGSTOP)
 
 

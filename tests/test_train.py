@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -91,29 +90,30 @@ def _wait_stopped(proc: subprocess.Popen) -> bool:
 
 @pytest.mark.parametrize("method", ["nerf", "mipnerf360"])
 def test_sigkill_and_resume_is_bit_identical(tiny_scene, tmp_path, method) -> None:
-    """Kill training with SIGKILL three times, each time a little after a fresh checkpoint (the
-    trainer pauses itself at NERFPIPE_PAUSE_AFTER_CHECKPOINT, then runs on for a random moment:
-    between two checkpoints, or mid-write), and resume each time; the final weights and the
-    logged losses equal an uninterrupted run's bit for bit. Where the kill lands depends on the
-    machine's speed; the outcome must not."""
+    """Kill training with SIGKILL three times, each between two checkpoints (the trainer pauses
+    itself after iteration N through NERFPIPE_PAUSE_AT_ITERATION, then gets SIGKILL), once more
+    with a checkpoint write cut short (its temporary file left behind), and resume each time; the
+    final weights and the logged losses equal an uninterrupted run's bit for bit. The kill points
+    are iterations, not moments, so the test does the same on any machine."""
     settings = tiny_settings(method, iterations=150, ckpt_every=7, log_every=5)
     ref = tmp_path / "ref"
     subprocess.run(_train_cmd(tiny_scene, ref, settings), check=True, capture_output=True)
     out = tmp_path / "killed"
-    rng = random.Random(1234)
-    for pause_at in (21, 70, 119):  # checkpoints (multiples of ckpt_every)
-        env = {**os.environ, "NERFPIPE_PAUSE_AFTER_CHECKPOINT": str(pause_at)}
+    for pause_at in (25, 74, 123):  # 4 iterations past the checkpoints of 21, 70 and 119
+        env = {**os.environ, "NERFPIPE_PAUSE_AT_ITERATION": str(pause_at)}
         proc = subprocess.Popen(_train_cmd(tiny_scene, out, settings), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=env)
         try:
-            assert _wait_stopped(proc), f"training never reached its checkpoint of iteration {pause_at}"
-            assert not (out / "model.pt").exists()
-            proc.send_signal(signal.SIGCONT)
-            time.sleep(rng.uniform(0.0, 0.2))  # somewhere after the checkpoint
+            assert _wait_stopped(proc), f"training never reached iteration {pause_at}"
+            assert _newest_checkpoint(out) == f"ckpt_{pause_at - 4:08d}.pt"
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+        if pause_at == 74:  # a checkpoint write cut short by the kill leaves its temporary file
+            (out / "ckpt" / ".ckpt_00000077.pt.x1y2z3.tmp").write_bytes(b"half a checkpoint")
+    assert not (out / "model.pt").exists()
     subprocess.run(_train_cmd(tiny_scene, out, settings), check=True, capture_output=True)
+    assert not list((out / "ckpt").glob(".ckpt_*.tmp"))  # the cut write's leftover was cleared
     w_ref, w_out = final_weights(ref), final_weights(out)
     assert all(torch.equal(w_ref[k], w_out[k]) for k in w_ref)
     logs = [(d / "train_log.csv").read_text().splitlines() for d in (ref, out)]
