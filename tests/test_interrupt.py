@@ -110,6 +110,13 @@ def stopped_in_group(pgid: int) -> list[int]:
     return pids
 
 
+def default_sigint() -> None:
+    """Give the workflow the default SIGINT disposition, as a terminal's Ctrl-C finds it. A test
+    suite started in the background (`cmd &` without job control, as CI scripts often are) inherits
+    SIGINT *ignored*, and Python keeps ignoring it: snakemake and its jobs would not see Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt(workdir: Path, config: Path, sig: signal.Signals, pause_at: int) -> tuple[int, str]:
     """Start the workflow in its own process group with the trainers pausing after the checkpoint of
     iteration `pause_at`; once one has paused, send `sig` to the whole group and keep continuing the
@@ -118,7 +125,8 @@ def interrupt(workdir: Path, config: Path, sig: signal.Signals, pause_at: int) -
     not depend on timing.) Returns the exit status and the output."""
     env = {**environment(), "NERFPIPE_PAUSE_AFTER_CHECKPOINT": str(pause_at)}
     proc = subprocess.Popen(command(workdir, config), cwd=workdir, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + RUN_TIMEOUT_S
     try:
         while not stopped_in_group(proc.pid):
