@@ -23,7 +23,7 @@ from train_throughput import random_rays
 from nerfpipe import config as cfgmod
 from nerfpipe import encoding, precision, sampling
 from nerfpipe.models import build_model
-from nerfpipe.train import data_loss_fn, training_step
+from nerfpipe.training import data_loss_fn, training_step
 
 RAYS = 4096
 BINS = 64
@@ -88,7 +88,7 @@ def op_closures(backend: str) -> dict[str, Callable[[], object]]:
 
 
 def step_closure(settings: dict, backend: str) -> Callable[[], None]:
-    """One whole training step of `settings` (nerfpipe.train.training_step after the image sampler:
+    """One whole training step of `settings` (nerfpipe.training.training_step after the image sampler:
     render every level, losses, backward, gradient clip, Adam) with the sampling backend `backend`.
     Rays are random but fixed; the batch indices come from the image sampler as in training."""
     torch.manual_seed(0)

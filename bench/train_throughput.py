@@ -16,7 +16,7 @@ import torch
 
 from nerfpipe import config as cfgmod
 from nerfpipe.models import RayBundle, build_model
-from nerfpipe.train import data_loss_fn
+from nerfpipe.training import data_loss_fn
 
 
 def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:

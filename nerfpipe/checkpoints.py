@@ -20,7 +20,7 @@ from nerfpipe import io as nio
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import RadianceModel
 
-log = logging.getLogger("nerfpipe.train")
+log = logging.getLogger("nerfpipe.stages.train")
 
 KEEP_CHECKPOINTS = 2
 

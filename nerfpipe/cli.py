@@ -142,7 +142,7 @@ def _path(args: argparse.Namespace, attr: str, stage: str) -> Path:
 
 def cmd_data(args: argparse.Namespace) -> None:
     from nerfpipe.config import check_scene_settings
-    from nerfpipe.data.prepare import prepare_scene
+    from nerfpipe.stages.data import prepare_scene
 
     scene = check_scene_settings(_settings(args, "scene"))
     out = _path(args, "out", "data")
@@ -152,7 +152,7 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_rays(args: argparse.Namespace) -> None:
-    from nerfpipe.rays import build_ray_cache
+    from nerfpipe.stages.rays import build_ray_cache
 
     data = _path(args, "data", "data")
     out = _path(args, "out", "rays")
@@ -180,7 +180,7 @@ def _apply_legacy_flags(settings: dict, args: argparse.Namespace) -> dict:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from nerfpipe.config import TRAIN_RUNTIME_KEYS, check_train_settings
-    from nerfpipe.train import train
+    from nerfpipe.stages.train import train
 
     settings = _apply_legacy_flags(_settings(args, "variant"), args)
     if args.runtime:
@@ -206,7 +206,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from nerfpipe.config import check_output_options, load_config, output_settings, resolve_variant
-    from nerfpipe.evaluate import evaluate
+    from nerfpipe.stages.evaluate import evaluate
 
     if args.settings:
         options = check_output_options(_json_option(args.settings))
@@ -227,7 +227,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_render(args: argparse.Namespace) -> None:
     from nerfpipe.config import check_render_options
-    from nerfpipe.render_stage import render_orbit_video
+    from nerfpipe.stages.render import render_orbit_video
 
     if args.settings:
         options = check_render_options(_json_option(args.settings))
@@ -250,8 +250,9 @@ def cmd_render(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     """--manifest FILE (what the workflow passes), or a manifest built from nerfpipe.layout below
     --results for --config FILE or --settings JSON; the same report either way."""
-    from nerfpipe import report as rep
+    from nerfpipe import reporting as rep
     from nerfpipe.layout import REPORT_FILES, report_dir
+    from nerfpipe.stages.report import build_report
 
     given = [flag for flag in ("manifest", "settings", "config") if getattr(args, flag, None)]
     if len(given) != 1:
@@ -278,7 +279,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         manifest = rep.manifest_from_results(results, **opts, source="--settings")
         source = "manifest built from --settings"
         out = Path(args.out) if args.out else report_dir(results)
-    rep.build_report(manifest, out, source=source)
+    build_report(manifest, out, source=source)
     print(f"report: {out / REPORT_FILES['md']}")
 
 

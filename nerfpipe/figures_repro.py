@@ -16,7 +16,7 @@ Two figures of the mip-NeRF 360 paper are reproduced for the report:
 Inputs are the `weights.json` files of `nerfpipe.diagnostics`: per ray, every level's interval
 endpoints `t` [N+1] (sorted) and weights `w` [N] (summing to at most 1), proposal levels first
 and the NeRF level last. Functions here read and reduce that data and build matplotlib
-figures; the report (nerfpipe.report.figures) saves them and shows them in report.md and report.html.
+figures; the report (nerfpipe.reporting.figures) saves them and shows them in report.md and report.html.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ class TensorBoardLog:
 
     @staticmethod
     def _first_view(data_dir: Path) -> dict | None:
-        from nerfpipe.data.prepare import load_split
+        from nerfpipe.data.splits import load_split
 
         meta = nio.read_json(data_dir / "meta.json")
         for split in ("val", "test"):

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def tiny_scene(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """results-like tree for a 16x16 'diffuse' scene with 6 train / 1 val / 2 test views."""
-    from nerfpipe.data.prepare import prepare_scene
-    from nerfpipe.rays import build_ray_cache
+    from nerfpipe.stages.data import prepare_scene
+    from nerfpipe.stages.rays import build_ray_cache
 
     root = tmp_path_factory.mktemp("tiny")
     data, rays = root / "data" / "tiny", root / "rays" / "tiny"
@@ -38,7 +38,7 @@ def good_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def good_prepared(tmp_path_factory: pytest.TempPathFactory, good_scene: Path) -> Path:
     """The data stage's output for `good_scene` (the pristine copy, never handed to a failing run)."""
-    from nerfpipe.data.prepare import prepare_scene
+    from nerfpipe.stages.data import prepare_scene
 
     out = tmp_path_factory.mktemp("prepared") / "scene"
     prepare_scene("scene", {"path": str(good_scene)}, out)

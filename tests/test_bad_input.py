@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from nerfpipe import cli
-from nerfpipe.data.prepare import prepare_scene
+from nerfpipe.stages.data import prepare_scene
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "config" / "smoke.yaml"
@@ -285,7 +285,7 @@ def test_config_and_settings_are_rejected_before_any_work(case: ConfigCase, tmp_
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_scene) -> Path:
     """A finished one-iteration training run (model.pt and ckpt/ckpt_00000001.pt)."""
-    from nerfpipe.train import train
+    from nerfpipe.stages.train import train
 
     out = tmp_path_factory.mktemp("trained") / "run"
     settings = {**TINY_TRAIN, "variant": "nerf", "seed": 0, "scene": "tiny"}

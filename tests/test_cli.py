@@ -113,8 +113,8 @@ class Captured(Exception):
 
 @pytest.fixture()
 def captured_train(monkeypatch):
-    """cli.main(["train", ...]) with nerfpipe.train.train replaced: returns what it would get."""
-    import nerfpipe.train
+    """cli.main(["train", ...]) with nerfpipe.stages.train.train replaced: returns what it would get."""
+    import nerfpipe.stages.train
 
     seen: dict = {}
 
@@ -122,7 +122,7 @@ def captured_train(monkeypatch):
         seen.update(settings=settings, kwargs=kwargs)
         raise Captured
 
-    monkeypatch.setattr(nerfpipe.train, "train", fake_train)
+    monkeypatch.setattr(nerfpipe.stages.train, "train", fake_train)
 
     def run(*flags: str) -> dict:
         seen.clear()
@@ -200,7 +200,7 @@ def test_training_from_a_memory_mapped_ray_cache_gives_the_same_weights(tiny_sce
                                                                         monkeypatch) -> None:
     """A ray cache above --max-in-memory (or $NERFPIPE_MAX_IN_MEMORY_BYTES) is read batch by batch
     from its memory map; the weights are bit-identical to training from memory."""
-    from nerfpipe.train import MAX_IN_MEMORY_ENV, RayStore
+    from nerfpipe.raycache import MAX_IN_MEMORY_ENV, RayStore
 
     assert RayStore(tiny_scene["rays"], torch.device("cpu")).in_memory
     assert not RayStore(tiny_scene["rays"], torch.device("cpu"), max_in_memory=1024).in_memory

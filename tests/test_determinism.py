@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from nerfpipe.config import check_train_settings
-from nerfpipe.data.prepare import prepare_scene
-from nerfpipe.evaluate import evaluate
-from nerfpipe.rays import build_ray_cache
-from nerfpipe.train import train
+from nerfpipe.stages.data import prepare_scene
+from nerfpipe.stages.evaluate import evaluate
+from nerfpipe.stages.rays import build_ray_cache
+from nerfpipe.stages.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 SCENE = {"synthetic": "diffuse", "resolution": 16, "n_train": 4, "n_val": 1, "n_test": 2, "seed": 0}

@@ -21,8 +21,8 @@ from nerfpipe.diagnostics import weight_profiles
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.io import read_json, write_json
 from nerfpipe.models import RayBundle, build_model
-from nerfpipe.report import report
-from nerfpipe.train import data_loss_fn
+from nerfpipe.stages.report import report
+from nerfpipe.training import data_loss_fn
 from tests.test_report import build_tree, check_golden, weight_fixture
 
 # ---------------------------------------------------------------------------- ablation mechanism

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from test_bad_input import snapshot
 
 from nerfpipe import cli
-from nerfpipe.data.prepare import prepare_scene
 from nerfpipe.data.synthetic import generate_scene
-from nerfpipe.rays import build_ray_cache
+from nerfpipe.stages.data import prepare_scene
+from nerfpipe.stages.rays import build_ray_cache
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "config" / "smoke.yaml"
@@ -302,12 +302,12 @@ def test_unknown_scene_or_variant_with_config_is_one_line(tmp_path, capsys, monk
 
 
 def test_unexpected_errors_are_one_line_with_the_debug_hint(intact, tmp_path, capsys, monkeypatch):
-    import nerfpipe.rays
+    import nerfpipe.stages.rays
 
     def broken(*args, **kwargs):
         raise RuntimeError("something\nunexpected")
 
-    monkeypatch.setattr(nerfpipe.rays, "build_ray_cache", broken)
+    monkeypatch.setattr(nerfpipe.stages.rays, "build_ray_cache", broken)
     code, err = run(["rays", "--data", intact["data"], "--out", tmp_path / "r"], capsys)
     assert_one_line(code, err, "unexpected error: RuntimeError: something unexpected",
                     "NERFPIPE_DEBUG=1", status=1)

@@ -34,8 +34,8 @@ from test_blender import IDENTITY, make_dataset, rgba_u8
 
 from nerfpipe import cli
 from nerfpipe.data.blender import MAX_SPLIT_BYTES_ENV
-from nerfpipe.data.prepare import prepare_scene
 from nerfpipe.data.synthetic import MAX_SCENE_BYTES_ENV
+from nerfpipe.stages.data import prepare_scene
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "config" / "smoke.yaml"

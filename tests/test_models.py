@@ -8,7 +8,7 @@ import torch
 
 from nerfpipe import config as cfgmod
 from nerfpipe.models import METHODS, RayBundle, build_model
-from nerfpipe.train import data_loss_fn
+from nerfpipe.training import data_loss_fn
 
 SMALL = {"net_depth": 2, "net_width": 32, "net_depth_fine": 2, "net_width_fine": 32, "n_samples": 8,
          "n_importance": 8, "prop_samples": [8], "prop_net_depth": 1, "prop_net_width": 16,

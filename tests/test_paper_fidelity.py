@@ -18,7 +18,7 @@ from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import METHODS, RayBundle, build_model
 from nerfpipe.models.base import clip_grad_norms_, train_fraction
 from nerfpipe.models.mlp import MLP, default_skip
-from nerfpipe.train import data_loss_fn, step_key
+from nerfpipe.training import data_loss_fn, step_key
 
 F64 = torch.float64
 EPS32 = float(np.finfo(np.float32).eps)
@@ -199,7 +199,7 @@ def test_clip_groups_are_the_mlps_and_partition_the_parameters(method) -> None:
 
 def test_training_clips_with_the_configured_mode(tiny_scene, tmp_path, monkeypatch) -> None:
     from nerfpipe.models.base import RadianceModel
-    from nerfpipe.train import train
+    from nerfpipe.stages.train import train
 
     calls = []
     original = RadianceModel.clip_gradients_
@@ -541,8 +541,8 @@ def test_shiny_blender_normal_pngs_are_loaded_and_downscaled(tmp_path) -> None:
 
 
 def test_evaluate_weights_normal_mae_and_records_the_training_eps(tiny_scene, tmp_path, monkeypatch) -> None:
-    from nerfpipe.evaluate import evaluate
-    from nerfpipe.train import train
+    from nerfpipe.stages.evaluate import evaluate
+    from nerfpipe.stages.train import train
 
     s = small("nerf", iterations=2, batch_size=32, loss="softl1", softl1_eps=0.02, log_every=1, ckpt_every=2,
               scene="tiny")

@@ -9,7 +9,7 @@ import torch
 
 from nerfpipe import precision
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.train import train
+from nerfpipe.stages.train import train
 
 CPUINFO_AVX2 = """processor\t: 0
 vendor_id\t: AuthenticAMD

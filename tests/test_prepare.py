@@ -11,8 +11,9 @@ import pytest
 
 from nerfpipe.cameras import focal_from_fov
 from nerfpipe.data.blender import load_blender_split
-from nerfpipe.data.prepare import load_split, prepare_scene
+from nerfpipe.data.splits import load_split
 from nerfpipe.errors import NerfpipeError
+from nerfpipe.stages.data import prepare_scene
 
 SYN = {"synthetic": "thin", "resolution": 16, "n_train": 3, "n_val": 1, "n_test": 2, "seed": 0}
 

@@ -150,7 +150,7 @@ def test_resumed_training_log_starts_from_the_checkpoint_rows(tiny_scene, tmp_pa
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory) -> Path:
     from nerfpipe.config import check_train_settings
-    from nerfpipe.train import train
+    from nerfpipe.stages.train import train
 
     out = tmp_path_factory.mktemp("progress") / "train"
     train(tiny_scene["data"], tiny_scene["rays"], out,
@@ -262,8 +262,8 @@ def test_tensorboard_events_hold_the_scalars_and_images(tiny_scene, tmp_path) ->
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from nerfpipe.config import check_train_settings
+    from nerfpipe.stages.train import train
     from nerfpipe.tensorboard_log import TB_DIR
-    from nerfpipe.train import train
 
     settings = check_train_settings({**TINY, "iterations": 10, "log_every": 5, "ckpt_every": 5})
     with_tb, without = tmp_path / "tb_on", tmp_path / "tb_off"

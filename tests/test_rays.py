@@ -12,7 +12,8 @@ import torch
 from nerfpipe import io as nio
 from nerfpipe.cameras import camera_rays, focal_from_fov, look_at, orbit_poses, pixel_radii
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.rays import build_ray_cache, load_ray_cache
+from nerfpipe.raycache import load_ray_cache
+from nerfpipe.stages.rays import build_ray_cache
 
 
 def random_pose(rng: np.random.Generator) -> np.ndarray:

@@ -26,16 +26,15 @@ from nerfpipe import cli
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.io import save_png, write_json, write_text
 from nerfpipe.layout import REPORT_DIRS, REPORT_FILES, STAGE_MARKER, run_dir
-from nerfpipe.report import (
+from nerfpipe.reporting import (
     RUN_FILES,
-    build_report,
     check_manifest,
     collect,
     manifest_from_config,
     manifest_from_inputs,
     manifest_from_results,
-    report,
 )
+from nerfpipe.stages.report import build_report, report
 from nerfpipe.video import render_orbit
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,8 @@ import torch
 
 from nerfpipe import config as cfgmod
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.train import learning_rate, train
+from nerfpipe.stages.train import train
+from nerfpipe.training import learning_rate
 
 TINY = {"net_depth": 2, "net_width": 32, "net_depth_fine": 2, "net_width_fine": 32, "n_samples": 8,
         "n_importance": 8, "prop_samples": [8], "prop_net_depth": 1, "prop_net_width": 16, "pe_pos": 4,

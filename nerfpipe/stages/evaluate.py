@@ -17,7 +17,7 @@ import torch
 
 from nerfpipe import guard, layout, metrics, precision, sampling, visualize
 from nerfpipe import io as nio
-from nerfpipe.data.prepare import load_split
+from nerfpipe.data.splits import load_split
 from nerfpipe.device import resolve_device
 from nerfpipe.diagnostics import write_weight_profiles
 from nerfpipe.errors import NerfpipeError

@@ -1,9 +1,9 @@
-"""Report stage: one table, plots and media for every scene x variant x seed.
+"""The report's building blocks: one table, plots and media for every scene x variant x seed.
 
 Reads only the files a *manifest* names (`manifest.py`; the workflow's report_manifest rule
-writes it, `manifest_from_config` / `manifest_from_results` build it by hand), and
-`build_report` writes into the report folder (nerfpipe.layout.REPORT_FILES and REPORT_DIRS,
-plus the STAGE_MARKER) as one transaction (`build.py`):
+writes it, `manifest_from_config` / `manifest_from_results` build it by hand), and the report
+stage (nerfpipe.stages.report.build_report) writes into the report folder
+(nerfpipe.layout.REPORT_FILES and REPORT_DIRS, plus the STAGE_MARKER) as one transaction:
 
     report.md          the table (mean ± std over seeds), footnotes, paired comparisons, figures
     report.csv         the table in machine-readable form (one row per scene x variant, plus a
@@ -33,13 +33,13 @@ Modules, in the order the data flows:
     markdown.py   report.md
     html.py       report.html, from templates/report.html.j2 (+ report.css, report.js)
     files.py      the names of everything the report writes
-    build.py      the transaction: temporary folder, then swap
+    build.py      every file of the report into one folder (the stage swaps it into place)
 """
 
-from nerfpipe.report.build import build_report, report, write_report
-from nerfpipe.report.collect import collect, load_train_log
-from nerfpipe.report.files import report_entries
-from nerfpipe.report.manifest import (
+from nerfpipe.reporting.build import write_report
+from nerfpipe.reporting.collect import collect, load_train_log
+from nerfpipe.reporting.files import report_entries
+from nerfpipe.reporting.manifest import (
     RUN_FILES,
     Manifest,
     check_manifest,
@@ -51,14 +51,13 @@ from nerfpipe.report.manifest import (
     parse_settings,
     write_manifest,
 )
-from nerfpipe.report.tables import COLUMNS, aggregate, paired_table
+from nerfpipe.reporting.tables import COLUMNS, aggregate, paired_table
 
 __all__ = [
     "COLUMNS",
     "RUN_FILES",
     "Manifest",
     "aggregate",
-    "build_report",
     "check_manifest",
     "check_settings",
     "collect",
@@ -69,7 +68,6 @@ __all__ = [
     "manifest_from_results",
     "paired_table",
     "parse_settings",
-    "report",
     "report_entries",
     "write_manifest",
     "write_report",

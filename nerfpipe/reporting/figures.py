@@ -1,6 +1,6 @@
 """The report's figures (matplotlib, PNG): training curves, PSNR per scene, PSNR against the
 legacy figure, and the original's figures (nerfpipe.figures_repro) for ablations and proposal
-distillation. Every function writes one PNG atomically; paths come from nerfpipe.report.files."""
+distillation. Every function writes one PNG atomically; paths come from nerfpipe.reporting.files."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pandas as pd
 from nerfpipe import figures_repro as repro
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.io import write_bytes
-from nerfpipe.report import files
-from nerfpipe.report.collect import WeightProfiles
-from nerfpipe.report.files import STRIP_VIEW
-from nerfpipe.report.manifest import Manifest
-from nerfpipe.report.tables import MEAN_ROW
+from nerfpipe.reporting import files
+from nerfpipe.reporting.collect import WeightProfiles
+from nerfpipe.reporting.files import STRIP_VIEW
+from nerfpipe.reporting.manifest import Manifest
+from nerfpipe.reporting.tables import MEAN_ROW
 
 MAX_WIDTH_IN = 18.0  # widest figure, in inches (at 100 dpi), however many bars
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from nerfpipe.report import content as text
-from nerfpipe.report.content import ReportContent
-from nerfpipe.report.files import STRIP_VIEW
-from nerfpipe.report.tables import (
+from nerfpipe.reporting import content as text
+from nerfpipe.reporting.content import ReportContent
+from nerfpipe.reporting.files import STRIP_VIEW
+from nerfpipe.reporting.tables import (
     COLUMNS,
     MEAN_ROW,
     RUN_DETAIL_COLUMNS,

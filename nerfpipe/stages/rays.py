@@ -14,14 +14,11 @@ import torch
 
 from nerfpipe import io as nio
 from nerfpipe.cameras import camera_rays, pixel_radii
-from nerfpipe.data.prepare import load_split
+from nerfpipe.data.splits import load_split
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.guard import check_output_dir, write_marker
+from nerfpipe.raycache import RAY_CACHE_FILES, RAY_CACHE_FORMAT, RAY_CACHE_WIDTHS
 
-RAY_CACHE_WIDTHS = {"origins": 3, "directions": 3, "viewdirs": 3, "radii": 1, "rgba": 4}
-RAY_CACHE_ARRAYS = tuple(RAY_CACHE_WIDTHS)
-RAY_CACHE_FILES = tuple(f"{k}.npy" for k in RAY_CACHE_ARRAYS)
-RAY_CACHE_FORMAT = 1  # bump when the arrays' meaning changes: every cache's fingerprint changes
 # Free space kept beside a new ray cache (the old cache is still there until the swap).
 DISK_HEADROOM_BYTES = 64 << 20
 
@@ -91,30 +88,3 @@ def build_ray_cache(data_dir: Path, out_dir: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-
-
-def load_ray_cache(rays_dir: Path) -> dict:
-    """Memory-map a ray cache written by `build_ray_cache`.
-
-    Returns {"origins", "directions", "viewdirs": [P, 3], "radii": [P, 1], "rgba": [P, 4]}
-    (read-only np.memmap, float32) plus "meta" (the dict of meta.json).
-    """
-    rays_dir = Path(rays_dir)
-    if not rays_dir.is_dir():
-        raise NerfpipeError(f"{rays_dir}: ray cache folder not found (run the rays stage)")
-    meta = nio.read_json(rays_dir / "meta.json")
-    out: dict = {"meta": meta}
-    n_rays = int(meta["n_images"]) * int(meta["height"]) * int(meta["width"])
-    widths = RAY_CACHE_WIDTHS
-    for key in RAY_CACHE_ARRAYS:
-        path = rays_dir / f"{key}.npy"
-        if not path.is_file():
-            raise NerfpipeError(f"{path}: missing from the ray cache")
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise NerfpipeError(f"{path}: cannot read ({exc})") from exc
-        if arr.shape != (n_rays, widths[key]):
-            raise NerfpipeError(f"{path}: shape {arr.shape}, expected {(n_rays, widths[key])} from meta.json")
-        out[key] = arr
-    return out

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from nerfpipe.io import write_bytes
-from nerfpipe.report import files
-from nerfpipe.report.collect import require
-from nerfpipe.report.content import RunMedia
-from nerfpipe.report.files import STRIP_VIEW
-from nerfpipe.report.manifest import Manifest
+from nerfpipe.reporting import files
+from nerfpipe.reporting.collect import require
+from nerfpipe.reporting.content import RunMedia
+from nerfpipe.reporting.files import STRIP_VIEW
+from nerfpipe.reporting.manifest import Manifest
 
 MIN_STRIP_HEIGHT = 256  # a strip lower than this (pixels) is enlarged by a whole factor to reach it
 MAX_STRIP_WIDTH = 4096  # ... unless that would make it wider than this

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from nerfpipe.report.files import STRIP_VIEW
+from nerfpipe.reporting.files import STRIP_VIEW
 from nerfpipe.stats import CONFIDENCE
 
 TITLE = "nerfpipe report"

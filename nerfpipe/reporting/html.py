@@ -20,10 +20,10 @@ from urllib.parse import quote
 import pandas as pd
 
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.report import content as text
-from nerfpipe.report.content import ReportContent
-from nerfpipe.report.files import STRIP_VIEW
-from nerfpipe.report.tables import (
+from nerfpipe.reporting import content as text
+from nerfpipe.reporting.content import ReportContent
+from nerfpipe.reporting.files import STRIP_VIEW
+from nerfpipe.reporting.tables import (
     COLUMNS,
     MEAN_ROW,
     RUN_DETAIL_COLUMNS,

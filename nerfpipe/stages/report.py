@@ -1,6 +1,6 @@
-"""The report stage as one transaction: `build_report` checks the manifest and the output folder,
-writes every file into a temporary sibling folder (`write_report`) and swaps it onto the report
-folder only when complete, so a failure leaves the previous report as it was."""
+"""Report stage as one transaction: `build_report` checks the manifest and the output folder,
+writes every file into a temporary sibling folder (nerfpipe.reporting.build.write_report) and swaps
+it onto the report folder only when complete, so a failure leaves the previous report as it was."""
 
 from __future__ import annotations
 
@@ -9,14 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from nerfpipe import guard
-from nerfpipe.io import make_temp_dir, replace_dir, write_text
+from nerfpipe.io import make_temp_dir, replace_dir
 from nerfpipe.layout import REPORT_DIRS, REPORT_FILES
-from nerfpipe.report import collect, figures, media, tables
-from nerfpipe.report.content import ReportContent
-from nerfpipe.report.files import STAGE, report_entries
-from nerfpipe.report.html import html
-from nerfpipe.report.manifest import Manifest, check_inputs, check_manifest, manifest_from_results
-from nerfpipe.report.markdown import markdown
+from nerfpipe.reporting.build import write_report
+from nerfpipe.reporting.files import STAGE, report_entries
+from nerfpipe.reporting.manifest import Manifest, check_inputs, check_manifest, manifest_from_results
 
 
 def build_report(manifest: Manifest | dict[str, Any], out_dir: str | Path, source: str = "manifest") -> None:
@@ -61,31 +58,3 @@ def report(
     """
     manifest = manifest_from_results(results_dir, scenes, variants, seeds, baseline, ablations)
     build_report(manifest, out_dir, source=f"manifest built from {results_dir}")
-
-
-def write_report(m: Manifest, out_dir: Path) -> None:
-    """Every file of the report, written into the (new, empty) folder `out_dir`."""
-    runs = collect.collect(m)
-    table = tables.aggregate(runs, m.scenes, m.variants)
-    paired = tables.paired_table(runs, m.variants, m.baseline)
-    logs = {scene: collect.train_logs(m, scene) for scene in m.scenes}
-    plots = figures.write_plots(m, runs, table, logs, out_dir)
-    copies = media.copy_media(m, out_dir)
-
-    profiles = collect.WeightProfiles(m)
-    concentration = collect.concentration(m, profiles)
-    ablations = tables.ablation_table(m, runs, concentration)
-    figures.write_ablation_figures(m, ablations, profiles, out_dir)
-    distillation = figures.write_distillation_figures(m, runs, profiles, out_dir)
-
-    content = ReportContent(
-        scenes=m.scenes, variants=m.variants, seeds=m.seeds, baseline=m.baseline, runs=runs,
-        table=table, paired=paired, notes=tables.footnotes(runs), plots=plots, media=copies,
-        pairs=collect.ablation_pairs(m), ablations=ablations, concentration=concentration,
-        distillation=distillation,
-    )
-    for name in REPORT_DIRS.values():
-        (out_dir / name).mkdir(parents=True, exist_ok=True)
-    tables.write_csv_files(out_dir, runs, table, paired, ablations, concentration)
-    write_text(out_dir / REPORT_FILES["md"], markdown(content))
-    write_text(out_dir / REPORT_FILES["html"], html(content, out_dir))

@@ -22,9 +22,9 @@ import pandas as pd
 from nerfpipe import figures_repro as repro
 from nerfpipe.io import write_text
 from nerfpipe.layout import REPORT_FILES
-from nerfpipe.report import files
-from nerfpipe.report.collect import run_config
-from nerfpipe.report.manifest import Manifest
+from nerfpipe.reporting import files
+from nerfpipe.reporting.collect import run_config
+from nerfpipe.reporting.manifest import Manifest
 from nerfpipe.stats import paired_comparison
 
 MEAN_ROW = "mean"

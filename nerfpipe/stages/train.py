@@ -24,161 +24,24 @@ import os
 import signal
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from nerfpipe import guard, layout, losses, precision, sampling
 from nerfpipe import io as nio
 from nerfpipe.checkpoints import TrainState, load_latest_checkpoint, run_fingerprint, save_checkpoint
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.models import RadianceModel, RayBundle, build_model
+from nerfpipe.models import RadianceModel, build_model
 from nerfpipe.progress import LiveCsv, Progress
-from nerfpipe.rays import load_ray_cache
+from nerfpipe.raycache import RayStore, max_in_memory_bytes
 from nerfpipe.render import background_color, composite_background
 from nerfpipe.tensorboard_log import TensorBoardLog, want_tensorboard
+from nerfpipe.training import data_loss_fn, learning_rate, make_bundle, step_key, training_step
 
 log = logging.getLogger(__name__)
 
 CKPT_DIR = layout.CKPT_DIR
-# Ray caches above this size are gathered from the memory map batch by batch instead of loaded
-# (default of --max-in-memory; $NERFPIPE_MAX_IN_MEMORY_BYTES overrides it).
-MAX_IN_MEMORY_BYTES = 2 << 30
-MAX_IN_MEMORY_ENV = "NERFPIPE_MAX_IN_MEMORY_BYTES"
-
-
-def max_in_memory_bytes(value: int | None = None) -> int:
-    """The size above which the ray cache is read batch by batch from its memory map: `value`,
-    else $NERFPIPE_MAX_IN_MEMORY_BYTES, else MAX_IN_MEMORY_BYTES."""
-    source = "--max-in-memory"
-    if value is None:
-        text = os.environ.get(MAX_IN_MEMORY_ENV, "").strip()
-        if not text:
-            return MAX_IN_MEMORY_BYTES
-        source = MAX_IN_MEMORY_ENV
-        try:
-            value = int(text)
-        except ValueError:
-            value = text
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise NerfpipeError(f"{source}: expected a number of bytes >= 0, got {value!r}")
-    return value
-
-
-def step_key(seed: int, iteration: int) -> int:
-    """Key of every random number drawn at `iteration`: seed in the high bits, iteration above
-    16 stream slots (0: ray batch, 1+: sampling levels of the model)."""
-    return (seed << 40) | (iteration << 4)
-
-
-def learning_rate(settings: dict, iteration: int) -> float:
-    """Linear warm-up to `lr`, then log-linear decay to `lr_final` at the last iteration
-    (the schedule of mip-NeRF, Barron et al. 2021, sec. 4)."""
-    lr, lr_final, warmup, total = settings["lr"], settings["lr_final"], settings["lr_warmup"], \
-        settings["iterations"]
-    progress = min(max(iteration / max(total, 1), 0.0), 1.0)
-    decayed = math.exp((1 - progress) * math.log(lr) + progress * math.log(lr_final))
-    if warmup > 0 and iteration < warmup:
-        return decayed * (iteration + 1) / warmup
-    return decayed
-
-
-def data_loss_fn(settings: dict):
-    if settings["loss"] == "mse":
-        return losses.mse
-    eps = settings["softl1_eps"]
-    return lambda pred, target: losses.softl1(pred, target, eps)
-
-
-class RayStore:
-    """The training rays of a scene, from the ray cache (results/rays/{scene}): loaded onto the
-    device when they fit in `max_in_memory` bytes, else gathered from the memory map batch by batch
-    (the same rays in the same order either way, so the weights do not depend on the limit)."""
-
-    def __init__(self, rays_dir: Path, device: torch.device, max_in_memory: int | None = None) -> None:
-        cache = load_ray_cache(rays_dir)
-        self.meta = cache["meta"]
-        self.arrays = {k: cache[k] for k in ("origins", "directions", "viewdirs", "radii", "rgba")}
-        self.n_rays = self.arrays["origins"].shape[0]
-        total = sum(a.nbytes for a in self.arrays.values())
-        self.device = device
-        self.tensors = None
-        self.in_memory = total <= max_in_memory_bytes(max_in_memory)
-        if self.in_memory:
-            self.tensors = {k: torch.from_numpy(np.array(a)).to(device) for k, a in self.arrays.items()}
-        log.debug("ray cache %s: %d rays, %.1f MB, %s", rays_dir, self.n_rays, total / 1e6,
-                  "in memory" if self.in_memory else "read batch by batch from its memory map")
-
-    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.tensors is not None:
-            idx = indices.to(self.device)
-            return {k: v[idx] for k, v in self.tensors.items()}
-        # Read in ascending order (sequential pages), then put the rays back in the batch's order.
-        idx = indices.cpu().numpy()
-        order = np.argsort(idx, kind="stable")
-        sorted_idx = idx[order]
-        out = {}
-        for k, a in self.arrays.items():
-            rows = np.empty((len(idx), *a.shape[1:]), dtype=a.dtype)
-            rows[order] = a[sorted_idx]
-            out[k] = torch.from_numpy(rows).to(self.device)
-        return out
-
-
-def make_bundle(batch: dict[str, torch.Tensor], near: float, far: float) -> RayBundle:
-    n = batch["origins"].shape[0]
-    dev = batch["origins"].device
-    return RayBundle(batch["origins"], batch["directions"], batch["viewdirs"], batch["radii"],
-                     torch.full((n,), near, device=dev), torch.full((n,), far, device=dev))
-
-
-@dataclass
-class StepResult:
-    out: dict[str, torch.Tensor]
-    terms: dict[str, torch.Tensor]
-    loss: torch.Tensor
-    finite: bool
-
-
-def training_step(model: RadianceModel, optimizer: torch.optim.Optimizer, scaler, rays: RayBundle,
-                  target: torch.Tensor, key: int, background: torch.Tensor, loss_fn, settings: dict,
-                  amp_dtype: torch.dtype | None) -> StepResult:
-    """One optimisation step on a ray batch: forward every level under autocast, loss terms,
-    backward (scaled with a GradScaler), gradient clipping (`grad_clip`, `grad_clip_mode`) and the
-    optimizer step. A non-finite loss or gradient takes no step: the gradients are dropped and the
-    scaler lowers its scale. The training loop and the benchmarks both call this.
-
-    rays: R rays; target: [R, 3] colours composited on `background` [3]; key: the step's random key.
-    """
-    optimizer.zero_grad(set_to_none=True)
-    with torch.autocast(target.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-        out = model(rays, key, background)
-        terms = model.loss_terms(out, rays, target, loss_fn)
-    loss = sum(terms.values())
-    finite = bool(torch.isfinite(loss))
-    if finite:
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        finite = all(p.grad is None or bool(torch.isfinite(p.grad).all()) for p in model.parameters())
-    if not finite:
-        if scaler is not None:
-            scaler.update()  # let the scaler lower its scale on overflow
-        optimizer.zero_grad(set_to_none=True)
-        return StepResult(out, terms, loss, False)
-    if settings["grad_clip"] > 0:
-        # per_mlp: each MLP on its own (multinerf); global: one norm over all parameters.
-        model.clip_gradients_(settings["grad_clip"], settings["grad_clip_mode"])
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    return StepResult(out, terms, loss, True)
 
 
 def train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, threads: int | None = None,

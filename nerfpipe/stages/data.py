@@ -29,12 +29,12 @@ from nerfpipe import io as nio
 from nerfpipe.cameras import focal_from_fov
 from nerfpipe.config import schema_defaults
 from nerfpipe.data.blender import BlenderSplit, load_blender_split
+from nerfpipe.data.splits import SPLITS
 from nerfpipe.data.synthetic import SCENES, generate_scene
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.guard import check_output_dir, write_marker
 from nerfpipe.io import make_temp_dir, replace_dir
 
-SPLITS = ("train", "val", "test")
 VAL_FROM_TEST_MAX = 10
 # What a data folder written before stage markers existed may hold (it may be replaced).
 LEGACY_ENTRIES = ("meta.json", "blender", *(f"{s}_{k}.npy" for s in SPLITS
@@ -160,36 +160,3 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def load_split(data_dir: Path, split: str, mmap: bool = False) -> dict:
-    """Read one split of a data-stage folder (memory-mapped read-only with `mmap`, for large scenes).
-
-    Returns {"rgba": [N, H, W, 4] float32, "poses": [N, 4, 4] float32, "depth": [N, H, W] or None,
-    "normals": [N, H, W, 3] or None, "meta": the dict of meta.json}.
-    """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise NerfpipeError(f"{data_dir}: data folder not found (run the data stage)")
-    meta = nio.read_json(data_dir / "meta.json")
-    if split not in meta.get("splits", {}):
-        have = sorted(meta.get("splits", {}))
-        raise NerfpipeError(f"{data_dir / 'meta.json'}: no split {split!r} (have {have})")
-
-    def load(key: str) -> np.ndarray:
-        path = data_dir / f"{split}_{key}.npy"
-        if not path.is_file():
-            raise NerfpipeError(f"{path}: missing from the data folder")
-        try:
-            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise NerfpipeError(f"{path}: cannot read ({exc})") from exc
-
-    out = {"rgba": load("rgba"), "poses": load("poses"),
-           "depth": load("depth") if meta.get("has_depth") else None,
-           "normals": load("normals") if meta.get("has_normals") else None, "meta": meta}
-    n, h, w = int(meta["splits"][split]), int(meta["height"]), int(meta["width"])
-    if out["rgba"].shape != (n, h, w, 4) or out["poses"].shape != (n, 4, 4):
-        raise NerfpipeError(f"{data_dir}: {split} arrays have shapes {out['rgba'].shape}, "
-                            f"{out['poses'].shape}, expected {(n, h, w, 4)}, {(n, 4, 4)} from meta.json")
-    return out

@@ -21,7 +21,7 @@ import pandas as pd
 from nerfpipe import figures_repro as repro
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.io import read_json
-from nerfpipe.report.manifest import Manifest, check_manifest
+from nerfpipe.reporting.manifest import Manifest, check_manifest
 
 SUMMARY_KEYS = (
     "method",
