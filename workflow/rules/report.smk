@@ -4,7 +4,7 @@ REPORT_OUT = {
     for key, name in {**layout.REPORT_FILES, **layout.REPORT_DIRS}.items()
 }
 
-# Every run's files the report reads, by manifest key (nerfpipe.report.RUN_FILES), each a list
+# Every run's files the report reads, by manifest key (nerfpipe.reporting.RUN_FILES), each a list
 # in all_runs' order: scene x variant x seed.
 REPORT_RUN_INPUTS = {
     "summary": all_runs(rules.train.output.summary),
@@ -34,7 +34,7 @@ rule report_manifest:
         log_path("report", "manifest"),
     localrule: True
     run:
-        from nerfpipe.report import write_manifest  # here: pandas and scipy only when it runs
+        from nerfpipe.reporting import write_manifest  # here: pandas and scipy only when it runs
 
         write_manifest(output[0], params.settings, dict(input.items()), log[0])
 
