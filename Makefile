@@ -33,7 +33,7 @@ $(STAMP): $(BIN)/python pyproject.toml $(CONSTRAINTS) setup.py ext/cuda_build.py
 	@start=$$(date +%s); \
 	  $(BIN)/python -m pip install --quiet --no-build-isolation -c $(CONSTRAINTS) -e ".[$(EXTRAS)]" && \
 	  echo "extension build + install: $$(( $$(date +%s) - start )) s"
-	$(BIN)/python -c "import nerfpipe.sampling as s; ok, why = s.extension_status(); print('extension:', 'built' if ok else 'NOT built: ' + why); raise SystemExit(0 if ok else 1)"
+	$(BIN)/python -c "import nerfpipe.ext_backend as b; ok, why = b.extension_status(); print('extension:', 'built' if ok else 'NOT built: ' + why); raise SystemExit(0 if ok else 1)"
 	touch $(STAMP)
 
 demo: setup

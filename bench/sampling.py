@@ -21,7 +21,7 @@ import torch
 from train_throughput import random_rays
 
 from nerfpipe import config as cfgmod
-from nerfpipe import encoding, precision, sampling
+from nerfpipe import encoding, encoding_ext, ext_backend, precision, random_keys, sampling
 from nerfpipe.models import build_model
 from nerfpipe.training import data_loss_fn, training_step
 
@@ -59,11 +59,11 @@ def op_closures(backend: str) -> dict[str, Callable[[], object]]:
     variances = 1e-3 * torch.rand(RAYS * BINS, 3, generator=g)
     pick = {
         "torch": (sampling.sample_pdf_torch, sampling.stratified_endpoints_torch,
-                  sampling.sample_ray_indices_torch, sampling.positional_encoding_torch,
+                  sampling.sample_ray_indices_torch, encoding_ext.positional_encoding_torch,
                   encoding.integrated_pos_enc),
         "ext": (sampling.sample_pdf_ext, sampling.stratified_endpoints_ext,
-                sampling.sample_ray_indices_ext, sampling.positional_encoding_ext,
-                sampling.integrated_pos_enc_ext),
+                sampling.sample_ray_indices_ext, encoding_ext.positional_encoding_ext,
+                encoding_ext.integrated_pos_enc_ext),
     }
     pdf_fn, strat_fn, rays_fn, pe_fn, ipe_fn = pick[backend]
 
@@ -103,8 +103,8 @@ def step_closure(settings: dict, backend: str) -> Callable[[], None]:
     counter = iter(range(10**9))
 
     def step() -> None:
-        sampling.set_backend(backend)
-        key = sampling.derive_key(int(settings["seed"]), next(counter))
+        ext_backend.set_backend(backend)
+        key = random_keys.derive_key(int(settings["seed"]), next(counter))
         idx = sampling.sample_ray_indices(IMAGES, HEIGHT, WIDTH, batch, key)
         training_step(model, optimizer, None, pool.index(idx), target_pool[idx], key, background, loss_fn,
                       settings, dtype)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    built, reason = sampling.extension_status()
+    built, reason = ext_backend.extension_status()
     backends = ["torch", "ext"] if built else ["torch"]
     cfg = cfgmod.load_config(args.config)
     variants = {m: cfgmod.resolve_variant(cfg, m, seed=0) for m in args.methods.split(",") if m}
@@ -148,10 +148,10 @@ def main(argv: list[str] | None = None) -> dict:
     for name in rows:
         for b, ms in timed_ms({b: closures[b][name] for b in backends}, args.repeats).items():
             timings[b][name] = ms
-    sampling.set_backend("auto")
+    ext_backend.set_backend("auto")
 
     dtype = {precision.precision_name(bool(s["amp"]), torch.device("cpu")) for s in variants.values()}
-    openmp = bool(built and sampling.extension_openmp())
+    openmp = bool(built and ext_backend.extension_openmp())
     print(f"sampling benchmark: CPU, {torch.get_num_threads()} threads, median of {args.repeats} repeats, "
           f"torch {torch.__version__}; training steps: {args.config}, precision {', '.join(sorted(dtype))}")
     if not built:

@@ -5,7 +5,7 @@ Notation (fixed for the whole package): along a ray, `t [..., N+1]` are sorted i
 `directions d [..., 3]` are unnormalised (camera z component = -1, so `t` is camera z-depth);
 `radii [..., 1]` is the base radius of a pixel's cone at unit `t`.
 
-The plain positional encoding `[x, sin(2^k x), cos(2^k x)]` lives in `nerfpipe.sampling` (it has an
+The plain positional encoding `[x, sin(2^k x), cos(2^k x)]` lives in `nerfpipe.encoding_ext` (it has an
 extension kernel); this module holds the closed-form parts that have none.
 """
 

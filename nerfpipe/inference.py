@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from nerfpipe import cameras as camera
+from nerfpipe import ext_backend, precision
 from nerfpipe import io as nio
-from nerfpipe import precision, sampling
 from nerfpipe.config import ARCHITECTURE_KEYS, OUTPUT_KEYS
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import RadianceModel, RayBundle, build_model
@@ -58,7 +58,7 @@ def load_trained(train_dir: Path, device: str | torch.device = "cpu",
         if not bool(torch.isfinite(param).all()):
             raise NerfpipeError(f"{path}: parameter {name} has non-finite values (a diverged model)")
     model.to(device).eval()
-    sampling.set_backend(settings.get("sampling_backend") or "auto")
+    ext_backend.set_backend(settings.get("sampling_backend") or "auto")
     return model, settings
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nerfpipe import sampling
+from nerfpipe import random_keys, sampling
 
 # Floor on the accumulated opacity when normalising the expected depth: a ray that hits nothing
 # (acc = 0) gets a finite depth that is then clipped to the ray's range, never NaN.
@@ -211,8 +211,8 @@ def _range_max(values: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
 
 
 def ray_jitter(key: int, rays: int, device: torch.device | str) -> Tensor:
-    """[R] one uniform in [0, 1) per ray, the counter-based `sampling.uniform(key, R)`."""
-    return sampling.uniform(key, rays, device=device)
+    """[R] one uniform in [0, 1) per ray, the counter-based `random_keys.uniform(key, R)`."""
+    return random_keys.uniform(key, rays, device=device)
 
 
 def sample_pdf_single_jitter(bins: Tensor, weights: Tensor, n_samples: int, randomized: bool,

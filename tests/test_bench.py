@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from nerfpipe import sampling
+from nerfpipe import ext_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(not sampling.extension_status()[0], reason="nerfpipe._ext is not built")
+@pytest.mark.skipif(not ext_backend.extension_status()[0], reason="nerfpipe._ext is not built")
 def test_sampling_bench_runs_and_reports_every_op():
     proc = subprocess.run([sys.executable, "bench/sampling.py", "--repeats", "1", "--threads", "1",
                            "--methods", "mipnerf360"], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -127,9 +127,9 @@ def test_sources_hash_follows_the_sources(tmp_path):
 
 def test_this_build_lists_its_cuda_ops():
     """The extension of this interpreter: cuda_ops() is every tensor op in a CUDA build, [] in a CPU one."""
-    from nerfpipe import sampling
+    from nerfpipe import ext_backend
 
-    built, reason = sampling.extension_status()
+    built, reason = ext_backend.extension_status()
     if not built:
         pytest.skip(f"nerfpipe._ext is not built: {reason}")
     from nerfpipe import _ext

@@ -10,10 +10,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nerfpipe import encoding, sampling
+from nerfpipe import encoding, encoding_ext, ext_backend, random_keys, sampling
 from nerfpipe.models.fields import PositionEncoder
 
-BUILT, REASON = sampling.extension_status()
+BUILT, REASON = ext_backend.extension_status()
 pytestmark = pytest.mark.skipif(not BUILT, reason=f"nerfpipe._ext is not built: {REASON}")
 
 if BUILT:
@@ -36,19 +36,19 @@ def _bins_weights(rays: int, num_bins: int, dtype, seed: int, zero_frac: float =
 
 
 def test_backend_resolves_to_ext():
-    previous = sampling._requested
+    previous = ext_backend._requested
     try:
-        assert sampling.set_backend("ext") == "ext"
-        assert sampling.set_backend("auto") == "ext"
+        assert ext_backend.set_backend("ext") == "ext"
+        assert ext_backend.set_backend("auto") == "ext"
     finally:
-        sampling.set_backend(previous)
+        ext_backend.set_backend(previous)
     assert _ext.has_cuda() in (True, False)
 
 
 @HYPO
 @given(key=keys, n=st.integers(0, 3000))
 def test_uniform_bit_exact(key, n):
-    assert torch.equal(sampling.uniform_ext(key, n), sampling.uniform(key, n))
+    assert torch.equal(random_keys.uniform_ext(key, n), random_keys.uniform(key, n))
 
 
 @HYPO
@@ -119,8 +119,8 @@ def test_non_contiguous_inputs():
     torch.testing.assert_close(sampling.stratified_endpoints_ext(near, far, 8, True, 2),
                                sampling.stratified_endpoints_torch(near, far, 8, True, 2))
     x = torch.randn(3, 20, dtype=torch.float64).t()
-    torch.testing.assert_close(sampling.positional_encoding_ext(x, 4),
-                               sampling.positional_encoding_torch(x, 4))
+    torch.testing.assert_close(encoding_ext.positional_encoding_ext(x, 4),
+                               encoding_ext.positional_encoding_torch(x, 4))
 
 
 @HYPO
@@ -133,8 +133,8 @@ def test_positional_encoding_matches_reference(points, channels, num_freqs, incl
                        dtype=torch.float64).to(dtype)
     xr = x.clone().requires_grad_(True)
     xe = x.clone().requires_grad_(True)
-    ref = sampling.positional_encoding_torch(xr, num_freqs, include_input)
-    ext = sampling.positional_encoding_ext(xe, num_freqs, include_input)
+    ref = encoding_ext.positional_encoding_torch(xr, num_freqs, include_input)
+    ext = encoding_ext.positional_encoding_ext(xe, num_freqs, include_input)
     torch.testing.assert_close(ext, ref, rtol=0, atol=PE_ATOL[dtype])
     ref.backward(grad)
     ext.backward(grad)
@@ -146,9 +146,9 @@ def test_positional_encoding_matches_reference(points, channels, num_freqs, incl
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_positional_encoding_low_precision(dtype):
     x = (torch.randn(64, 3, generator=torch.Generator().manual_seed(0)) * 2).to(dtype)
-    ext = sampling.positional_encoding_ext(x, 6)
+    ext = encoding_ext.positional_encoding_ext(x, 6)
     assert ext.dtype == dtype
-    exact = sampling.positional_encoding_torch(x.double(), 6)
+    exact = encoding_ext.positional_encoding_torch(x.double(), 6)
     torch.testing.assert_close(ext.double(), exact, rtol=0, atol=PE_ATOL[dtype])
     g = torch.ones_like(ext)
     grad = _ext.positional_encoding_backward(x, g, 6, True)
@@ -159,7 +159,7 @@ def test_positional_encoding_low_precision(dtype):
 def test_positional_encoding_gradcheck():
     x = torch.randn(7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4), requires_grad=True)
     for include_input in (True, False):
-        fn = lambda v, inc=include_input: sampling.positional_encoding_ext(v, 5, inc)  # noqa: E731
+        fn = lambda v, inc=include_input: encoding_ext.positional_encoding_ext(v, 5, inc)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (x,))
         assert torch.autograd.gradgradcheck(fn, (x,))
 
@@ -185,7 +185,7 @@ def test_integrated_pos_enc_matches_reference(points, channels, num_freqs, dtype
     ref_in = [t.clone().requires_grad_(True) for t in (mean, var)]
     ext_in = [t.clone().requires_grad_(True) for t in (mean, var)]
     ref = encoding.integrated_pos_enc(*ref_in, num_freqs)
-    ext = sampling.integrated_pos_enc_ext(*ext_in, num_freqs)
+    ext = encoding_ext.integrated_pos_enc_ext(*ext_in, num_freqs)
     torch.testing.assert_close(ext, ref, rtol=0, atol=IPE_ATOL[dtype])
     if points == 0 or num_freqs == 0:
         return
@@ -201,7 +201,7 @@ def test_integrated_pos_enc_closed_form_and_layout():
     """One coordinate by hand: [sin(2^k mu) exp(-4^k var / 2) for k | cos(...) for k], channel-minor."""
     mean = torch.tensor([[0.3, -1.2]], dtype=torch.float64)
     var = torch.tensor([[0.02, 0.5]], dtype=torch.float64)
-    out = sampling.integrated_pos_enc_ext(mean, var, 3)[0]
+    out = encoding_ext.integrated_pos_enc_ext(mean, var, 3)[0]
     for k in range(3):
         for c in range(2):
             mu, damp = mean[0, c].item(), math.exp(-0.5 * 4**k * var[0, c].item())
@@ -212,10 +212,10 @@ def test_integrated_pos_enc_closed_form_and_layout():
 def test_integrated_pos_enc_shapes_and_non_contiguous():
     mean, var = _ipe_inputs(24, 3, torch.float32, seed=2)
     mean3, var3 = mean.reshape(4, 6, 3), var.reshape(4, 6, 3)
-    assert sampling.integrated_pos_enc_ext(mean3, var3, 5).shape == (4, 6, 30)
+    assert encoding_ext.integrated_pos_enc_ext(mean3, var3, 5).shape == (4, 6, 30)
     mean_t = mean.t().contiguous().t()
     assert not mean_t.is_contiguous()
-    torch.testing.assert_close(sampling.integrated_pos_enc_ext(mean_t, var, 5),
+    torch.testing.assert_close(encoding_ext.integrated_pos_enc_ext(mean_t, var, 5),
                                encoding.integrated_pos_enc(mean, var, 5), rtol=0,
                                atol=IPE_ATOL[torch.float32])
 
@@ -223,7 +223,7 @@ def test_integrated_pos_enc_shapes_and_non_contiguous():
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_integrated_pos_enc_low_precision(dtype):
     mean, var = _ipe_inputs(64, 3, torch.float64, seed=5, scale=2.0)
-    ext = sampling.integrated_pos_enc_ext(mean.to(dtype), var.to(dtype), 6)
+    ext = encoding_ext.integrated_pos_enc_ext(mean.to(dtype), var.to(dtype), 6)
     assert ext.dtype == dtype
     exact = encoding.integrated_pos_enc(mean.to(dtype).double(), var.to(dtype).double(), 6)
     torch.testing.assert_close(ext.double(), exact, rtol=0, atol=PE_ATOL[dtype])
@@ -232,7 +232,7 @@ def test_integrated_pos_enc_low_precision(dtype):
 def test_integrated_pos_enc_gradcheck():
     mean, var = _ipe_inputs(6, 3, torch.float64, seed=4, var_scale=0.1)
     inputs = (mean.requires_grad_(True), var.requires_grad_(True))
-    fn = lambda m, v: sampling.integrated_pos_enc_ext(m, v, 5)  # noqa: E731
+    fn = lambda m, v: encoding_ext.integrated_pos_enc_ext(m, v, 5)  # noqa: E731
     assert torch.autograd.gradcheck(fn, inputs)
     assert torch.autograd.gradgradcheck(fn, inputs)
 
@@ -245,7 +245,7 @@ def test_integrated_pos_enc_density_normal_losses_match_reference():
     mlp = torch.nn.Sequential(torch.nn.Linear(2 * 3 * 8, 32), torch.nn.Softplus(), torch.nn.Linear(32, 1))
     mlp = mlp.double()
     grads = {}
-    for name, ipe in (("torch", encoding.integrated_pos_enc), ("ext", sampling.integrated_pos_enc_ext)):
+    for name, ipe in (("torch", encoding.integrated_pos_enc), ("ext", encoding_ext.integrated_pos_enc_ext)):
         mlp.zero_grad()
         x = mean.clone().requires_grad_(True)
         density = mlp(ipe(x, var, 8))
@@ -261,7 +261,7 @@ def test_extension_cpu_kernels_are_multithreaded():
     # wherever torch itself uses OpenMP.
     if not (sys.platform.startswith("linux") and torch.backends.openmp.is_available()):
         pytest.skip("torch without OpenMP or not Linux: the extension is built without it")
-    assert sampling.extension_openmp()
+    assert ext_backend.extension_openmp()
 
 
 def _autograd_node_names(out: torch.Tensor) -> set[str]:
@@ -274,25 +274,25 @@ def _autograd_node_names(out: torch.Tensor) -> set[str]:
 
 
 def test_public_dispatch_uses_ext():
-    previous = sampling._requested
+    previous = ext_backend._requested
     try:
-        sampling.set_backend("ext")
+        ext_backend.set_backend("ext")
         bins, weights = _bins_weights(10, 8, torch.float32, seed=1)
         torch.testing.assert_close(sampling.sample_pdf(bins, weights, 12, True, 3),
                                    sampling.sample_pdf_torch(bins, weights, 12, True, 3), rtol=0, atol=1e-4)
         x = torch.randn(5, 4, 3, requires_grad=True)
-        out = sampling.positional_encoding(x, 3)
+        out = encoding_ext.positional_encoding(x, 3)
         assert out.shape == (5, 4, 21)
         assert "_PositionalEncodingBackward" in _autograd_node_names(out)  # the extension's autograd.Function
         # The models' IPE goes through the extension as well.
         out = PositionEncoder("ipe", 4)(x, torch.rand(5, 4, 3) * 1e-2)
         assert out.shape == (5, 4, 24)
         assert "_IntegratedPosEncBackward" in _autograd_node_names(out)
-        sampling.set_backend("torch")
+        ext_backend.set_backend("torch")
         out = PositionEncoder("ipe", 4)(x, torch.rand(5, 4, 3) * 1e-2)
         assert "_IntegratedPosEncBackward" not in _autograd_node_names(out)
     finally:
-        sampling.set_backend(previous)
+        ext_backend.set_backend(previous)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -357,9 +357,9 @@ def test_other_bad_arguments():
     with pytest.raises(ValueError, match="'grad_out' must have shape"):
         _ext.integrated_pos_enc_backward(x, var, torch.zeros(5, 7), 4)
     with pytest.raises(ValueError, match="mean and var must have one shape"):
-        sampling.integrated_pos_enc_ext(x, var[:4], 4)
+        encoding_ext.integrated_pos_enc_ext(x, var[:4], 4)
     with pytest.raises(TypeError, match="integrated_pos_enc: mean must be a floating tensor"):
-        sampling.integrated_pos_enc_ext(x.long(), var.long(), 4)
+        encoding_ext.integrated_pos_enc_ext(x.long(), var.long(), 4)
     with pytest.raises(ValueError, match="'crop_h' must be in"):
         _ext.ray_indices_fill(torch.empty(4, dtype=torch.int64), 1, 8, 8, 9, 8, 0, 0)
     with pytest.raises(TypeError, match="'out' must be int64"):

@@ -14,9 +14,9 @@ import os
 import pytest
 import torch
 
-from nerfpipe import encoding, sampling
+from nerfpipe import encoding, encoding_ext, ext_backend, random_keys, sampling
 
-BUILT, REASON = sampling.extension_status()
+BUILT, REASON = ext_backend.extension_status()
 REQUIRED = os.environ.get("NERFPIPE_REQUIRE_CUDA", "") == "1"
 HAS_GPU = torch.cuda.is_available()
 # Every tensor op of the module; each must have its CUDA kernels in a CUDA build.
@@ -76,10 +76,10 @@ def ext():
 
 @pytest.fixture
 def backend():
-    """sampling.set_backend, with the requested backend restored after the test."""
-    before = sampling._requested
-    yield sampling.set_backend
-    sampling.set_backend(before)
+    """ext_backend.set_backend, with the requested backend restored after the test."""
+    before = ext_backend._requested
+    yield ext_backend.set_backend
+    ext_backend.set_backend(before)
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
@@ -99,7 +99,7 @@ def _pdf_inputs(rays: int, num_bins: int, dtype, seed: int) -> tuple[torch.Tenso
 
 def test_uniform_and_ray_indices_bit_exact():
     for key in (0, 7, 2**40 + 3):
-        assert torch.equal(sampling.uniform_ext(key, 5000, CUDA).cpu(), sampling.uniform(key, 5000))
+        assert torch.equal(random_keys.uniform_ext(key, 5000, CUDA).cpu(), random_keys.uniform(key, 5000))
         for frac in (1.0, 0.5):
             ref = sampling.sample_ray_indices_torch(7, 33, 45, 4000, key, frac)
             ext = sampling.sample_ray_indices_ext(7, 33, 45, 4000, key, frac, CUDA)
@@ -146,8 +146,8 @@ def test_encodings_forward_and_backward(dtype):
     var = (torch.rand(2000, 3, generator=g, dtype=torch.float64) * 1e-2).to(dtype)
     for include_input in (True, False):
         xr, xe = x.clone().requires_grad_(True), x.to(CUDA).requires_grad_(True)
-        ref = sampling.positional_encoding_torch(xr, 10, include_input)
-        ext = sampling.positional_encoding_ext(xe, 10, include_input)
+        ref = encoding_ext.positional_encoding_torch(xr, 10, include_input)
+        ext = encoding_ext.positional_encoding_ext(xe, 10, include_input)
         torch.testing.assert_close(ext.detach().cpu(), ref.detach(), rtol=0, atol=TOL[dtype])
         grad = torch.randn(ref.shape, generator=g, dtype=torch.float64).to(dtype)
         ref.backward(grad)
@@ -156,7 +156,7 @@ def test_encodings_forward_and_backward(dtype):
     ref_in = [t.clone().requires_grad_(True) for t in (x, var)]
     ext_in = [t.to(CUDA).requires_grad_(True) for t in (x, var)]
     ref = encoding.integrated_pos_enc(*ref_in, 16)
-    ext = sampling.integrated_pos_enc_ext(*ext_in, 16)
+    ext = encoding_ext.integrated_pos_enc_ext(*ext_in, 16)
     torch.testing.assert_close(ext.detach().cpu(), ref.detach(), rtol=0, atol=2 * TOL[dtype])
     grad = torch.randn(ref.shape, generator=g, dtype=torch.float64).to(dtype)
     ref.backward(grad)
@@ -173,27 +173,27 @@ def test_ipe_float64_tiny_variances():
     mean = torch.randn(4000, 3, generator=g, dtype=torch.float64) * 3
     var = torch.exp(torch.empty(4000, 3, dtype=torch.float64).uniform_(-27.6, 0.0, generator=g))  # 1e-12..1
     ref = encoding.integrated_pos_enc(mean, var, 16)
-    ext = sampling.integrated_pos_enc_ext(mean.to(CUDA), var.to(CUDA), 16)
+    ext = encoding_ext.integrated_pos_enc_ext(mean.to(CUDA), var.to(CUDA), 16)
     torch.testing.assert_close(ext.cpu(), ref, rtol=0, atol=5e-11)
 
 
 def test_encoding_gradcheck_on_cuda():
     x = torch.randn(6, 3, dtype=torch.float64, device=CUDA, requires_grad=True)
     var = (torch.rand(6, 3, dtype=torch.float64, device=CUDA) * 0.1).requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda v: sampling.positional_encoding_ext(v, 5), (x,))
-    assert torch.autograd.gradgradcheck(lambda m, v: sampling.integrated_pos_enc_ext(m, v, 5), (x, var))
+    assert torch.autograd.gradcheck(lambda v: encoding_ext.positional_encoding_ext(v, 5), (x,))
+    assert torch.autograd.gradgradcheck(lambda m, v: encoding_ext.integrated_pos_enc_ext(m, v, 5), (x, var))
 
 
 @pytest.mark.parametrize("include_input", [True, False])
 def test_pe_double_backward_on_cuda(include_input):
     x = torch.randn(7, 3, dtype=torch.float64, device=CUDA, requires_grad=True)
-    fn = lambda v: sampling.positional_encoding_ext(v, 5, include_input)  # noqa: E731
+    fn = lambda v: encoding_ext.positional_encoding_ext(v, 5, include_input)  # noqa: E731
     assert torch.autograd.gradgradcheck(fn, (x,))
     # The second derivative through the CUDA kernels equals the CPU kernels'.
     grads = []
     for dev in ("cpu", CUDA):
         xd = x.detach().to(dev).requires_grad_(True)
-        out = sampling.positional_encoding_ext(xd, 6, include_input)
+        out = encoding_ext.positional_encoding_ext(xd, 6, include_input)
         (g,) = torch.autograd.grad(out.sin().sum(), xd, create_graph=True)
         (gg,) = torch.autograd.grad(g.square().sum(), xd)
         grads.append((_cpu(g), _cpu(gg)))
@@ -220,12 +220,12 @@ def test_low_precision_encodings(dtype):
     eps = torch.finfo(dtype).eps
     # Forward: within one rounding of the exact value of the rounded inputs, and equal to the CPU kernels'
     # (which round the same double) up to one unit where the two libm's differ right at a rounding tie.
-    out = sampling.positional_encoding_ext(x.to(CUDA), 6)
+    out = encoding_ext.positional_encoding_ext(x.to(CUDA), 6)
     assert out.dtype == dtype and out.device.type == CUDA.type
-    exact = sampling.positional_encoding_torch(x.double(), 6)
+    exact = encoding_ext.positional_encoding_torch(x.double(), 6)
     torch.testing.assert_close(_cpu(out).double(), exact, rtol=0, atol=eps)
-    torch.testing.assert_close(_cpu(out), sampling.positional_encoding_ext(x, 6), rtol=eps, atol=eps)
-    out = sampling.integrated_pos_enc_ext(x.to(CUDA), var.to(CUDA), 6)
+    torch.testing.assert_close(_cpu(out), encoding_ext.positional_encoding_ext(x, 6), rtol=eps, atol=eps)
+    out = encoding_ext.integrated_pos_enc_ext(x.to(CUDA), var.to(CUDA), 6)
     assert out.dtype == dtype
     exact = encoding.integrated_pos_enc(x.double(), var.double(), 6)
     torch.testing.assert_close(_cpu(out).double(), exact, rtol=0, atol=eps)
@@ -234,9 +234,9 @@ def test_low_precision_encodings(dtype):
     grads = []
     for dev in ("cpu", CUDA):
         xd = x.to(dev).requires_grad_(True)
-        sampling.positional_encoding_ext(xd, 6).backward(grad.to(dev))
+        encoding_ext.positional_encoding_ext(xd, 6).backward(grad.to(dev))
         md, vd = x.to(dev).requires_grad_(True), var.to(dev).requires_grad_(True)
-        sampling.integrated_pos_enc_ext(md, vd, 6).backward(grad[:, : 3 * 12].to(dev))
+        encoding_ext.integrated_pos_enc_ext(md, vd, 6).backward(grad[:, : 3 * 12].to(dev))
         grads.append([_cpu(t.grad) for t in (xd, md, vd)])
     for gpu, cpu in zip(grads[1], grads[0], strict=True):
         assert gpu.dtype == dtype
@@ -269,23 +269,24 @@ def test_ops_on_second_device():
     x = torch.randn(64, 3, generator=g, dtype=torch.float64)
     var = torch.rand(64, 3, generator=g, dtype=torch.float64) * 1e-2
     outs = {
-        "uniform": (sampling.uniform_ext(3, 1000, dev), sampling.uniform(3, 1000)),
+        "uniform": (random_keys.uniform_ext(3, 1000, dev), random_keys.uniform(3, 1000)),
         "rays": (sampling.sample_ray_indices_ext(2, 8, 8, 100, 3, 1.0, dev),
                  sampling.sample_ray_indices_torch(2, 8, 8, 100, 3)),
         "stratified": (sampling.stratified_endpoints_ext(near.to(dev), far.to(dev), 8, True, 1),
                        sampling.stratified_endpoints_ext(near, far, 8, True, 1)),
         "pdf": (sampling.sample_pdf_ext(bins.to(dev), weights.to(dev), 9, True, 2),
                 sampling.sample_pdf_ext(bins, weights, 9, True, 2)),
-        "pe": (sampling.positional_encoding_ext(x.to(dev), 4), sampling.positional_encoding_ext(x, 4)),
-        "ipe": (sampling.integrated_pos_enc_ext(x.to(dev), var.to(dev), 4),
-                sampling.integrated_pos_enc_ext(x, var, 4)),
+        "pe": (encoding_ext.positional_encoding_ext(x.to(dev), 4),
+               encoding_ext.positional_encoding_ext(x, 4)),
+        "ipe": (encoding_ext.integrated_pos_enc_ext(x.to(dev), var.to(dev), 4),
+                encoding_ext.integrated_pos_enc_ext(x, var, 4)),
     }
     assert torch.cuda.current_device() == 0
     for name, (gpu, cpu) in outs.items():
         assert gpu.device == dev, name
         torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-12, msg=name)
     xd = x.to(dev).requires_grad_(True)
-    sampling.integrated_pos_enc_ext(xd, var.to(dev), 4).sum().backward()
+    encoding_ext.integrated_pos_enc_ext(xd, var.to(dev), 4).sum().backward()
     assert xd.grad.device == dev
 
 
@@ -307,15 +308,15 @@ def test_ops_run_on_the_current_stream():
         for k, v in inputs.items():
             v.copy_(src[k])
         out = {
-            "pe": sampling.positional_encoding_ext(inputs["x"], 5),
-            "ipe": sampling.integrated_pos_enc_ext(inputs["x"], inputs["var"], 5),
+            "pe": encoding_ext.positional_encoding_ext(inputs["x"], 5),
+            "ipe": encoding_ext.integrated_pos_enc_ext(inputs["x"], inputs["var"], 5),
             "stratified": sampling.stratified_endpoints_ext(inputs["near"], inputs["near"] + 1, 16, True, 1),
             "pdf": sampling.sample_pdf_ext(inputs["bins"], inputs["weights"], 17, True, 2),
         }
     side.synchronize()
     expected = {
-        "pe": sampling.positional_encoding_ext(x_host, 5),
-        "ipe": sampling.integrated_pos_enc_ext(x_host, var_host, 5),
+        "pe": encoding_ext.positional_encoding_ext(x_host, 5),
+        "ipe": encoding_ext.integrated_pos_enc_ext(x_host, var_host, 5),
         "stratified": sampling.stratified_endpoints_ext(near_host, near_host + 1, 16, True, 1),
         "pdf": sampling.sample_pdf_ext(bins_host, weights_host, 17, True, 2),
     }
@@ -348,7 +349,7 @@ def _key_with_u_one(rays: int, n: int) -> int:
     last = torch.arange(1, rays + 1, dtype=torch.int64) * n - 1  # index r*n + n-1 of each row's last sample
     top = torch.tensor(n - 1, dtype=torch.float32)
     for key in range(100_000):
-        u = (top + sampling._hash_uniform(sampling._key_seeds(key), last)) / n
+        u = (top + random_keys.hash_uniform(random_keys.key_seeds(key), last)) / n
         if (u == 1).any():
             return key
     raise AssertionError("no key up to 100000 gives u == 1")
@@ -361,7 +362,7 @@ def test_sample_pdf_u_equal_to_one():
     key = _key_with_u_one(rays, n)
     bins, weights = _pdf_inputs(rays, 8, torch.float32, 10)
     weights[::2, -3:] = 0
-    jitter = sampling.uniform(key, rays * n).reshape(rays, n)
+    jitter = random_keys.uniform(key, rays * n).reshape(rays, n)
     u = (torch.arange(n, dtype=torch.float32) + jitter) / n
     at_one = u == 1
     assert at_one.any()
@@ -384,24 +385,24 @@ def test_stratified_one_interval(randomized):
 
 def test_zero_frequencies():
     x = torch.randn(9, 3, dtype=torch.float64, device=CUDA, requires_grad=True)
-    out = sampling.positional_encoding_ext(x, 0, True)
+    out = encoding_ext.positional_encoding_ext(x, 0, True)
     assert torch.equal(out, x)
     out.sum().backward()
     assert torch.equal(x.grad, torch.ones_like(x))
-    assert sampling.positional_encoding_ext(x, 0, False).shape == (9, 0)
+    assert encoding_ext.positional_encoding_ext(x, 0, False).shape == (9, 0)
     var = torch.rand(9, 3, dtype=torch.float64, device=CUDA)
-    ipe = sampling.integrated_pos_enc_ext(x, var, 0)
+    ipe = encoding_ext.integrated_pos_enc_ext(x, var, 0)
     assert ipe.shape == (9, 0) and ipe.device.type == CUDA.type
 
 
 def test_empty_inputs():
-    assert sampling.uniform_ext(1, 0, CUDA).shape == (0,)
+    assert random_keys.uniform_ext(1, 0, CUDA).shape == (0,)
     assert sampling.sample_ray_indices_ext(1, 4, 4, 0, 1, 1.0, CUDA).shape == (0,)
     empty = torch.zeros(0, dtype=torch.float32, device=CUDA)
     assert sampling.stratified_endpoints_ext(empty, empty, 4, True, 1).shape == (0, 5)
     assert sampling.sample_pdf_ext(torch.zeros(0, 5, device=CUDA), torch.zeros(0, 4, device=CUDA), 3,
                                    False).shape == (0, 3)
-    assert sampling.positional_encoding_ext(torch.zeros(0, 3, device=CUDA), 4).shape == (0, 27)
+    assert encoding_ext.positional_encoding_ext(torch.zeros(0, 3, device=CUDA), 4).shape == (0, 27)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -418,8 +419,8 @@ def test_public_functions_dispatch_cuda_tensors_to_the_kernels(backend):
 
     def run() -> dict[str, torch.Tensor]:
         xg = x.clone().requires_grad_(True)
-        pe = sampling.positional_encoding(xg, 6)
-        ipe = sampling.integrated_pos_enc(xg, var, 6)
+        pe = encoding_ext.positional_encoding(xg, 6)
+        ipe = encoding_ext.integrated_pos_enc(xg, var, 6)
         (pe.sum() + ipe.square().sum()).backward()
         return {
             "rays": sampling.sample_ray_indices(3, 16, 16, 500, 7, 0.5, CUDA),

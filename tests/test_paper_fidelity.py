@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from nerfpipe import config as cfgmod
-from nerfpipe import losses, metrics, render, sampling
+from nerfpipe import ext_backend, losses, metrics, random_keys, render, sampling
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import METHODS, RayBundle, build_model
 from nerfpipe.models.base import clip_grad_norms_, train_fraction
@@ -367,7 +367,7 @@ def test_single_jitter_shifts_every_quantile_of_a_ray_by_one_offset() -> None:
     bins = torch.linspace(0, 1, 11, dtype=F64).expand(r, 11).contiguous()
     weights = torch.ones(r, 10, dtype=F64)  # uniform density on [0, 1]: the inverse cdf is the identity
     t = render.sample_pdf_single_jitter(bins, weights, n, True, key)
-    jitter = sampling.uniform(key, r).to(F64)
+    jitter = random_keys.uniform(key, r).to(F64)
     expected = (torch.arange(n, dtype=F64)[None, :] + jitter[:, None]) / n
     torch.testing.assert_close(t, expected)
     # Not randomized: the midpoint quantiles, exactly sampling.sample_pdf's.
@@ -380,7 +380,7 @@ def test_single_jitter_shifts_every_quantile_of_a_ray_by_one_offset() -> None:
 def test_single_jitter_first_level_moves_the_grid_as_a_whole() -> None:
     near, far = torch.full((4,), 2.0, dtype=F64), torch.full((4,), 6.0, dtype=F64)
     t = render.stratified_endpoints_single_jitter(near, far, 8, True, 99)
-    u = sampling.uniform(99, 4).to(F64)
+    u = random_keys.uniform(99, 4).to(F64)
     h = 0.5
     grid = torch.linspace(2.0, 6.0, 9, dtype=F64)
     # Inner endpoints: grid - h/2 + u h; first / last: inside their half cells.
@@ -394,7 +394,7 @@ def test_single_jitter_first_level_moves_the_grid_as_a_whole() -> None:
 def test_switches_off_give_plain_inverse_transform_sampling() -> None:
     s = small("mipnerf360", prop_anneal_slope=0.0, prop_dilation_multiplier=0.0, prop_dilation_bias=0.0,
               prop_single_jitter=False, sampling_backend="torch")
-    sampling.set_backend("torch")
+    ext_backend.set_backend("torch")
     try:
         torch.manual_seed(0)
         model = build_model(s).train()
@@ -407,7 +407,7 @@ def test_switches_off_give_plain_inverse_transform_sampling() -> None:
         t1 = sampling.sample_pdf(t0, prop["weights"].detach(), 9, True, key + 2)
         torch.testing.assert_close(final["t"], t1, rtol=0, atol=0)
     finally:
-        sampling.set_backend("auto")
+        ext_backend.set_backend("auto")
 
 
 def test_default_resampling_is_annealed_dilated_and_single_jittered() -> None:
@@ -419,7 +419,7 @@ def test_default_resampling_is_annealed_dilated_and_single_jittered() -> None:
     key = step_key(0, 40)
     out = model(r, key, torch.ones(3))
     prop, final = out["levels"]
-    u0 = sampling.uniform(key + 1, 6)
+    u0 = random_keys.uniform(key + 1, 6)
     grid = torch.linspace(2.0, 6.0, 9)
     lower = torch.cat([grid[:1], (grid[1:] + grid[:-1]) / 2])
     upper = torch.cat([(grid[1:] + grid[:-1]) / 2, grid[-1:]])
@@ -433,7 +433,7 @@ def test_default_resampling_is_annealed_dilated_and_single_jittered() -> None:
         td, wd = _max_dilate_reference(sdist[i], w[i], 0.0025 + 0.5 / 8)
         td, wd = td[1:-1], wd[1:-1]
         wd = np.where(td[1:] > td[:-1], wd**power, 0.0)
-        u = (np.arange(9) + float(sampling.uniform(key + 2, 6)[i])) / 9
+        u = (np.arange(9) + float(random_keys.uniform(key + 2, 6)[i])) / 9
         t_new.append(2.0 + 4.0 * _inverse_cdf(td, wd, u))
     np.testing.assert_allclose(final["t"].detach().numpy(), np.array(t_new), atol=2e-5)
 
@@ -480,7 +480,7 @@ def test_refnerf_paper_is_one_mlp_with_the_reference_heads() -> None:
 
 def test_refnerf_paper_resamples_from_padded_weights() -> None:
     s = small("refnerf_paper", sampling_backend="torch")
-    sampling.set_backend("torch")
+    ext_backend.set_backend("torch")
     try:
         torch.manual_seed(0)
         model = build_model(s).train()
@@ -491,7 +491,7 @@ def test_refnerf_paper_resamples_from_padded_weights() -> None:
         t1 = sampling.sample_pdf(coarse["t"], coarse["weights"].detach() + 0.01, 9, True, key + 2)
         torch.testing.assert_close(fine["t"], t1, rtol=0, atol=0)
     finally:
-        sampling.set_backend("auto")
+        ext_backend.set_backend("auto")
 
 
 # ------------------------------------------------------------------------------------ 7. normal benchmark

@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy import stats
 
-from nerfpipe import sampling
+from nerfpipe import encoding_ext, ext_backend, random_keys, sampling
 from nerfpipe.errors import NerfpipeError
 
 # Significance level of the distribution tests; keys are fixed, so a pass is deterministic.
@@ -21,10 +21,10 @@ ALPHA = 1e-3
 
 @pytest.fixture(autouse=True)
 def torch_backend():
-    previous = sampling._requested
-    sampling.set_backend("torch")
+    previous = ext_backend._requested
+    ext_backend.set_backend("torch")
     yield
-    sampling.set_backend(previous)
+    ext_backend.set_backend(previous)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -40,7 +40,7 @@ def _mix32_py(x: int) -> int:
 
 
 def _uniform_py(key: int, index: int) -> float:
-    """Scalar, pure-Python statement of the hash that common.h and sampling.py implement."""
+    """Scalar, pure-Python statement of the hash that common.h and random_keys.py implement."""
     k = key % (1 << 64)
     s1 = _mix32_py((k & 0xFFFFFFFF) ^ _mix32_py((k >> 32) ^ 0x9E3779B9))
     s2 = _mix32_py((s1 + 0x632BE5AB) & 0xFFFFFFFF)
@@ -51,38 +51,38 @@ def _uniform_py(key: int, index: int) -> float:
 
 @pytest.mark.parametrize("key", [0, 1, 12345, -7, (1 << 70) + 3, 2**63 - 1])
 def test_uniform_matches_scalar_hash(key):
-    u = sampling.uniform(key, 64)
+    u = random_keys.uniform(key, 64)
     assert u.dtype == torch.float32 and u.shape == (64,)
     assert u.tolist() == [_uniform_py(key, i) for i in range(64)]
 
 
 def test_hash_high_index_word():
-    seeds = sampling._key_seeds(99)
+    seeds = random_keys.key_seeds(99)
     index = torch.tensor([5, 5 + (1 << 32), 5 + (3 << 32)], dtype=torch.int64)
-    u = sampling._hash_uniform(seeds, index)
+    u = random_keys.hash_uniform(seeds, index)
     assert u.tolist() == [_uniform_py(99, int(i)) for i in index]
     assert len(set(u.tolist())) == 3
 
 
 def test_uniform_deterministic_range_and_distribution():
-    u = sampling.uniform(2024, 100_000)
-    assert torch.equal(u, sampling.uniform(2024, 100_000))
-    assert torch.equal(u[:100], sampling.uniform(2024, 100))
-    assert not torch.equal(u, sampling.uniform(2025, 100_000))
+    u = random_keys.uniform(2024, 100_000)
+    assert torch.equal(u, random_keys.uniform(2024, 100_000))
+    assert torch.equal(u[:100], random_keys.uniform(2024, 100))
+    assert not torch.equal(u, random_keys.uniform(2025, 100_000))
     assert float(u.min()) >= 0.0 and float(u.max()) < 1.0
     # 24-bit grid: exact multiples of 2^-24.
     scaled = u.double() * 2**24
     assert torch.equal(scaled, scaled.round())
     assert stats.kstest(u.numpy(), "uniform").pvalue > ALPHA
     # Neighbouring keys (the train loop uses key + level) must not be correlated.
-    v = sampling.uniform(2025, 100_000)
+    v = random_keys.uniform(2025, 100_000)
     assert abs(np.corrcoef(u.numpy(), v.numpy())[0, 1]) < 0.02
 
 
 def test_derive_key_mixes():
-    keys = {sampling.derive_key(7, it, s) for it in range(50) for s in range(4)}
+    keys = {random_keys.derive_key(7, it, s) for it in range(50) for s in range(4)}
     assert len(keys) == 200
-    assert sampling.derive_key(1, 2) == sampling.derive_key(1, 2)
+    assert random_keys.derive_key(1, 2) == random_keys.derive_key(1, 2)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_sample_pdf_closed_form_stratified_u():
     weights = torch.tensor([[0.1, 0.5, 0.2, 0.2]], dtype=torch.float64)
     n = 40
     t = sampling.sample_pdf(bins, weights, n, randomized=True, key=3)
-    u = (np.arange(n) + sampling.uniform(3, n).double().numpy()) / n
+    u = (np.arange(n) + random_keys.uniform(3, n).double().numpy()) / n
     expected = _inverse_cdf_bruteforce(bins[0].numpy(), weights[0].numpy(), u, sampling.PDF_EPS)
     np.testing.assert_allclose(t[0].numpy(), expected, rtol=0, atol=1e-12)
 
@@ -237,7 +237,7 @@ def test_sample_pdf_empirical_distribution():
     t = sampling.sample_pdf(bins, weights, n, randomized=True, key=77).numpy()
     # One sample per ray from the whole pdf: column i of stratified samples is not iid, so take a random
     # column per ray via the hash to keep the draws independent.
-    col = (sampling.uniform(78, rays).numpy() * n).astype(int)
+    col = (random_keys.uniform(78, rays).numpy() * n).astype(int)
     draws = t[np.arange(rays), col]
     p = (w + sampling.PDF_EPS) / np.sum(w + sampling.PDF_EPS)
     cdf = np.concatenate([[0.0], np.cumsum(p)])
@@ -301,7 +301,7 @@ def test_sample_pdf_arguments():
 def test_positional_encoding_closed_form():
     x = torch.tensor([[0.3, -1.2, 2.5], [4.0, 0.0, -0.7]], dtype=torch.float64)
     num_freqs = 4
-    enc = sampling.positional_encoding(x, num_freqs)
+    enc = encoding_ext.positional_encoding(x, num_freqs)
     assert enc.shape == (2, 3 * (1 + 2 * num_freqs))
     for p in range(2):
         row = list(x[p].tolist())
@@ -309,21 +309,21 @@ def test_positional_encoding_closed_form():
             row += [math.sin(2**k * v) for v in x[p].tolist()]
             row += [math.cos(2**k * v) for v in x[p].tolist()]
         np.testing.assert_allclose(enc[p].numpy(), row, rtol=0, atol=1e-12)
-    no_input = sampling.positional_encoding(x, num_freqs, include_input=False)
+    no_input = encoding_ext.positional_encoding(x, num_freqs, include_input=False)
     torch.testing.assert_close(no_input, enc[:, 3:])
 
 
 def test_positional_encoding_batch_dims_and_gradient():
     x = torch.randn(2, 5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2),
                     requires_grad=True)
-    enc = sampling.positional_encoding(x, 3)
+    enc = encoding_ext.positional_encoding(x, 3)
     assert enc.shape == (2, 5, 21)
     enc.sum().backward()
     # d/dx [x + sum_k sin(2^k x) + cos(2^k x)] = 1 + sum_k 2^k (cos(2^k x) - sin(2^k x)).
     xd = x.detach()
     expected = 1 + sum(2**k * (torch.cos(2**k * xd) - torch.sin(2**k * xd)) for k in range(3))
     torch.testing.assert_close(x.grad, expected)
-    assert sampling.positional_encoding(x, 0).shape == (2, 5, 3)
+    assert encoding_ext.positional_encoding(x, 0).shape == (2, 5, 3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -331,13 +331,13 @@ def test_positional_encoding_batch_dims_and_gradient():
 
 
 def test_backend_selection(monkeypatch):
-    assert sampling.set_backend("torch") == "torch"
-    assert sampling.get_backend() == "torch"
+    assert ext_backend.set_backend("torch") == "torch"
+    assert ext_backend.get_backend() == "torch"
     with pytest.raises(NerfpipeError, match="unknown backend"):
-        sampling.set_backend("fast")
-    monkeypatch.setattr(sampling, "_ext", None)
-    monkeypatch.setattr(sampling, "_EXT_ERROR", "ImportError: no module")
-    assert sampling.extension_status() == (False, "ImportError: no module")
+        ext_backend.set_backend("fast")
+    monkeypatch.setattr(ext_backend, "_ext", None)
+    monkeypatch.setattr(ext_backend, "_EXT_ERROR", "ImportError: no module")
+    assert ext_backend.extension_status() == (False, "ImportError: no module")
     with pytest.raises(NerfpipeError, match="not built.*no module"):
-        sampling.set_backend("ext")
-    assert sampling.set_backend("auto") == "torch"
+        ext_backend.set_backend("ext")
+    assert ext_backend.set_backend("auto") == "torch"

@@ -17,7 +17,7 @@ import math
 import mpmath
 import torch
 
-from nerfpipe import encoding, sampling
+from nerfpipe import encoding, ext_backend
 
 EPS = 2.0**-52
 
@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--freqs", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    built, why = sampling.extension_status()
+    built, why = ext_backend.extension_status()
     if not built:
         raise SystemExit(f"nerfpipe._ext is not built: {why}")
     from nerfpipe import _ext

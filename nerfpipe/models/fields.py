@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nerfpipe import encoding, render, sampling
+from nerfpipe import encoding, encoding_ext, render
 from nerfpipe.models.mlp import MLP, default_skip
 
 # Ref-NeRF's diffuse colour is sigmoid(x - log 3) so that it starts near 0.25 (Verbin et al. 2022, sec. 4).
@@ -51,10 +51,10 @@ class PositionEncoder(nn.Module):
     def forward(self, means: torch.Tensor, covs: torch.Tensor | None) -> torch.Tensor:
         """means, covs: [R, N, 3] -> [R, N, out_dim]."""
         if self.kind == "pe":
-            return sampling.positional_encoding(means, self.num_freqs, include_input=True)
+            return encoding_ext.positional_encoding(means, self.num_freqs, include_input=True)
         if covs is None:
             raise ValueError("IPE needs the Gaussians' covariances")
-        return sampling.integrated_pos_enc(means, covs, self.num_freqs)
+        return encoding_ext.integrated_pos_enc(means, covs, self.num_freqs)
 
 
 class NerfField(nn.Module):
@@ -80,7 +80,7 @@ class NerfField(nn.Module):
     def forward(self, means: torch.Tensor, covs: torch.Tensor | None, viewdirs: torch.Tensor) -> dict:
         h = self.trunk(self.pos_enc(means, covs))
         density = density_activation(self.density_head(h)[..., 0], self.density_kind, self.density_bias)
-        dir_enc = sampling.positional_encoding(viewdirs, self.pe_dir, include_input=True)
+        dir_enc = encoding_ext.positional_encoding(viewdirs, self.pe_dir, include_input=True)
         dir_enc = dir_enc[:, None, :].expand(*h.shape[:-1], dir_enc.shape[-1])
         v = torch.relu(self.view_layer(torch.cat([self.feature(h), dir_enc], dim=-1)))
         rgb = pad_rgb(torch.sigmoid(self.rgb_head(v)), self.rgb_padding)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nerfpipe import guard, layout, metrics, precision, sampling, visualize
+from nerfpipe import ext_backend, guard, layout, metrics, precision, visualize
 from nerfpipe import io as nio
 from nerfpipe.data.splits import load_split
 from nerfpipe.device import resolve_device
@@ -119,7 +119,7 @@ def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, 
         "normal_mae_unweighted_deg": mean("normal_mae_unweighted_deg"),
         "normals_source": "density gradient", "normal_mae_weights": "rendered opacity x ground-truth alpha",
         "n_images": len(rows), "height": int(meta["height"]), "width": int(meta["width"]),
-        "softl1_eps": eps, "backend": sampling.get_backend(),
+        "softl1_eps": eps, "backend": ext_backend.get_backend(),
         "precision": precision.precision_name(bool(settings["amp"]), next(model.parameters()).device),
     }
     result["psnr_gap"] = result["psnr"] - result["psnr_softl1"]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from nerfpipe import guard, layout, losses, precision, sampling
+from nerfpipe import ext_backend, guard, layout, losses, precision, sampling
 from nerfpipe import io as nio
 from nerfpipe.checkpoints import TrainState, load_latest_checkpoint, run_fingerprint, save_checkpoint
 from nerfpipe.errors import NerfpipeError
@@ -73,7 +73,7 @@ def _train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, thread
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    backend = sampling.set_backend(settings.get("sampling_backend") or "auto")
+    backend = ext_backend.set_backend(settings.get("sampling_backend") or "auto")
     seed = int(settings["seed"])
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(dev.type == "cpu", warn_only=True)
