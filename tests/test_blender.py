@@ -11,7 +11,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from nerfpipe.data.blender import downscale_rgba, load_blender_split
+from nerfpipe.data.blender import load_blender_split
+from nerfpipe.data.downscale import downscale_rgba
 from nerfpipe.data.synthetic import generate_scene
 from nerfpipe.errors import NerfpipeError
 

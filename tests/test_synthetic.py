@@ -12,6 +12,10 @@ import pytest
 
 from nerfpipe.cameras import focal_from_fov
 from nerfpipe.data import synthetic as syn
+from nerfpipe.data import synthetic_primitives as syn_prim
+from nerfpipe.data import synthetic_scenes as syn_scenes
+from nerfpipe.data import synthetic_shading as syn_shading
+from nerfpipe.data import synthetic_trace as syn_trace
 from nerfpipe.errors import NerfpipeError
 
 RES = 24
@@ -176,7 +180,7 @@ def test_depth_reprojection_between_views(scenes: dict[str, Path]) -> None:
         assert match < 0.5
 
 
-def visible_surface_points(scene: syn.Scene, rng: np.random.Generator,
+def visible_surface_points(scene: syn_scenes.Scene, rng: np.random.Generator,
                            n: int) -> tuple[np.ndarray, np.ndarray]:
     """Surface points hit from random cameras, and a second camera position that sees each point."""
     eyes_a = syn.camera_eyes(n, 1, 1, seed=int(rng.integers(1 << 30)))["train"]
@@ -185,7 +189,7 @@ def visible_surface_points(scene: syn.Scene, rng: np.random.Generator,
     dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
     pts, second = [], []
     for eye, d in zip(eyes_a, dirs, strict=True):
-        t, _, _ = syn.trace_rays(scene, eye, d[None])
+        t, _, _ = syn_trace.trace_rays(scene, eye, d[None])
         if not np.isfinite(t[0]):
             continue
         p = eye + t[0] * d
@@ -193,21 +197,21 @@ def visible_surface_points(scene: syn.Scene, rng: np.random.Generator,
         c, s = math.cos(math.radians(40)), math.sin(math.radians(40))
         eye_b = np.array([c * eye[0] - s * eye[1], s * eye[0] + c * eye[1], eye[2]])
         to_p = p - eye_b
-        t_b, _, _ = syn.trace_rays(scene, eye_b, (to_p / np.linalg.norm(to_p))[None])
+        t_b, _, _ = syn_trace.trace_rays(scene, eye_b, (to_p / np.linalg.norm(to_p))[None])
         if abs(t_b[0] - np.linalg.norm(to_p)) < 1e-6:  # p is the first hit from eye_b too
             pts.append(p)
             second.append((eye, eye_b))
     return np.array(pts), np.array(second)
 
 
-def colours_from_two_views(scene: syn.Scene, pts: np.ndarray,
+def colours_from_two_views(scene: syn_scenes.Scene, pts: np.ndarray,
                            eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     out = []
     for k in range(2):
         cols = []
         for p, pair in zip(pts, eyes, strict=True):
             d = (p - pair[k]) / np.linalg.norm(p - pair[k])
-            _, _, rgb = syn.trace_rays(scene, pair[k], d[None])
+            _, _, rgb = syn_trace.trace_rays(scene, pair[k], d[None])
             cols.append(rgb[0])
         out.append(np.array(cols))
     return out[0], out[1]
@@ -216,7 +220,7 @@ def colours_from_two_views(scene: syn.Scene, pts: np.ndarray,
 def test_glossy_colour_depends_on_view_direction_diffuse_does_not() -> None:
     rng = np.random.default_rng(0)
     for kind in ("diffuse", "glossy"):
-        scene = syn.build_scene(kind)
+        scene = syn_scenes.build_scene(kind)
         pts, eyes = visible_surface_points(scene, rng, 60)
         assert len(pts) > 20
         c_a, c_b = colours_from_two_views(scene, pts, eyes)
@@ -229,7 +233,7 @@ def test_glossy_colour_depends_on_view_direction_diffuse_does_not() -> None:
 
 
 def test_environment_has_sun_and_horizon_structure() -> None:
-    env = syn.environment(np.array([syn._SUN, [0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]))
+    env = syn_shading.environment(np.array([syn_shading._SUN, [0.0, 0.0, 1.0], [0.0, 0.0, -1.0]]))
     assert env[0].min() > 1.0  # the sun is brighter than anything else
     assert env[1, 2] > env[1, 0]  # blue zenith
     assert env[2].max() < 0.5  # dark ground
@@ -244,11 +248,11 @@ def brute_force_first_hit(inside, origin: np.ndarray, d: np.ndarray, t_max: floa
 
 def test_primitive_intersections_match_brute_force() -> None:
     rng = np.random.default_rng(1)
-    mat = syn.Material(syn._constant((0.5, 0.5, 0.5)))
-    cap = syn.Capsule(np.array([-0.5, 0.2, 0.1]), np.array([0.4, -0.3, 0.5]), 0.2, mat)
-    rot = syn._rot("z", 30) @ syn._rot("x", 20)
-    box = syn.Box(np.array([0.1, -0.2, 0.3]), rot, np.array([0.3, 0.5, 0.2]), mat)
-    sph = syn.Sphere(np.array([0.2, 0.1, -0.1]), 0.4, mat)
+    mat = syn_prim.Material(syn_scenes._constant((0.5, 0.5, 0.5)))
+    cap = syn_prim.Capsule(np.array([-0.5, 0.2, 0.1]), np.array([0.4, -0.3, 0.5]), 0.2, mat)
+    rot = syn_scenes._rot("z", 30) @ syn_scenes._rot("x", 20)
+    box = syn_prim.Box(np.array([0.1, -0.2, 0.3]), rot, np.array([0.3, 0.5, 0.2]), mat)
+    sph = syn_prim.Sphere(np.array([0.2, 0.1, -0.1]), 0.4, mat)
 
     def in_capsule(p: np.ndarray) -> np.ndarray:
         s = cap.axial(p)

@@ -11,15 +11,9 @@ sys.path.insert(0, workflow.basedir)
 from pathlib import Path
 
 from nerfpipe import layout
-from nerfpipe.config import (
-    TRAIN_RUNTIME_KEYS,
-    output_settings,
-    read_config_file,
-    resolve_scene,
-    resolve_variant,
-    validate_config,
-    weight_settings,
-)
+from nerfpipe.config import resolve_scene, resolve_variant, validate_config
+from nerfpipe.config_yaml import read_config_file
+from nerfpipe.settings import TRAIN_RUNTIME_KEYS, output_settings, weight_settings
 from nerfpipe.errors import NerfpipeError
 from snakemake.exceptions import WorkflowError
 
@@ -115,7 +109,7 @@ def dataset_files(wildcards):
     name, so editing the dataset reruns exactly that scene. Embedded scenes have no input files.
     Files the transforms name but that are missing or outside the folder are left to the data
     stage, which reports them naming the file."""
-    from nerfpipe.data.blender import resolve_frame_path
+    from nerfpipe.data.transforms import resolve_frame_path
 
     scene = resolve_scene(CFG, wildcards.scene)
     if "path" not in scene:
