@@ -1,5 +1,5 @@
 // Shared by the CPU (.cpp) and CUDA (.cu) kernels: the counter-based hash that turns
-// (key, element index) into a uniform number, bit-identical to nerfpipe.sampling._hash_index.
+// (key, element index) into a uniform number, bit-identical to nerfpipe.random_keys.hash_index.
 #pragma once
 
 #include <cstdint>

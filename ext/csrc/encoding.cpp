@@ -25,14 +25,24 @@ constexpr int64_t kPointGrain = 1024;
 constexpr int64_t kMaxFreqs = 30;  // 2^30 x leaves no fractional bits of a float anyway
 
 void check_encoding_input(const char* fn, const at::Tensor& x, int64_t num_freqs, const char* name = "x") {
-  NERFPIPE_CHECK_DEVICE(fn, name, x);
+  check_device(fn, name, x);
   const auto dtype = x.scalar_type();
   TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
                    fn, ": argument '", name, "' must be float16, bfloat16, float32 or float64, got ", dtype);
-  TORCH_CHECK_VALUE(x.dim() == 2, fn, ": argument '", name, "' must be 2-D [P, C], got shape ", x.sizes());
-  NERFPIPE_CHECK_CONTIGUOUS(fn, name, x);
+  check_dim(fn, name, x, 2, "[P, C]");
+  check_contiguous(fn, name, x);
   TORCH_CHECK_VALUE(num_freqs >= 0 && num_freqs <= kMaxFreqs, fn, ": argument 'num_freqs' must be in [0, ",
                     kMaxFreqs, "], got ", num_freqs);
+}
+
+// grad_out of a backward: on the device and of the dtype of `ref` (x or mean), [points, width], contiguous.
+void check_grad_out(const char* fn, const at::Tensor& grad_out, const char* ref_name, const at::Tensor& ref,
+                    int64_t points, int64_t width) {
+  check_same_device(fn, "grad_out", grad_out, ref_name, ref);
+  check_same_dtype(fn, "grad_out", grad_out, ref_name, ref);
+  TORCH_CHECK_VALUE(grad_out.dim() == 2 && grad_out.size(0) == points && grad_out.size(1) == width, fn,
+                    ": argument 'grad_out' must have shape [", points, ", ", width, "], got ", grad_out.sizes());
+  check_contiguous(fn, "grad_out", grad_out);
 }
 
 // The CPU kernels work on blocks of about kBlockCoords consecutive coordinates (x is [P, C] contiguous, so
@@ -117,7 +127,7 @@ void encoding_for_each_block(const scalar_t* x, const scalar_t* var, int64_t beg
 template <typename scalar_t>
 void pe_forward_rows(const scalar_t* x, int64_t begin, int64_t end, int64_t channels, int64_t num_freqs,
                      bool include_input, scalar_t* out) {
-  const int64_t width = channels * ((include_input ? 1 : 0) + 2 * num_freqs);
+  const int64_t width = pe_width(channels, num_freqs, include_input);
   encoding_for_each_block<scalar_t>(x, nullptr, begin, end, channels, num_freqs,
                                     [&](int64_t p0, int64_t np, int64_t n, const double* sin_tab,
                                         const double* cos_tab, const double* /*w_tab*/) {
@@ -142,7 +152,7 @@ void pe_forward_rows(const scalar_t* x, int64_t begin, int64_t end, int64_t chan
 template <typename scalar_t>
 void pe_backward_rows(const scalar_t* x, const scalar_t* grad, int64_t begin, int64_t end, int64_t channels,
                       int64_t num_freqs, bool include_input, scalar_t* grad_x) {
-  const int64_t width = channels * ((include_input ? 1 : 0) + 2 * num_freqs);
+  const int64_t width = pe_width(channels, num_freqs, include_input);
   encoding_for_each_block<scalar_t>(x, nullptr, begin, end, channels, num_freqs,
                                     [&](int64_t p0, int64_t np, int64_t n, const double* sin_tab,
                                         const double* cos_tab, const double* /*w_tab*/) {
@@ -235,17 +245,9 @@ at::Tensor positional_encoding_forward(const at::Tensor& x, int64_t num_freqs, b
   check_encoding_input(fn, x, num_freqs);
   const int64_t points = x.size(0);
   const int64_t channels = x.size(1);
-  const int64_t width = channels * ((include_input ? 1 : 0) + 2 * num_freqs);
-  at::Tensor out = at::empty({points, width}, x.options());
+  at::Tensor out = at::empty({points, pe_width(channels, num_freqs, include_input)}, x.options());
   if (out.numel() == 0) return out;
-  if (x.is_cuda()) {
-#ifdef WITH_CUDA
-    positional_encoding_forward_cuda(x, out, num_freqs, include_input);
-    return out;
-#else
-    NERFPIPE_NO_CUDA(fn, "x");
-#endif
-  }
+  NERFPIPE_ON_CUDA(fn, "x", x, positional_encoding_forward_cuda(x, out, num_freqs, include_input); return out);
   advise_huge_pages(out.data_ptr(), out.nbytes());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pe_forward_cpu", [&] {
     const scalar_t* px = x.data_ptr<scalar_t>();
@@ -261,24 +263,13 @@ at::Tensor positional_encoding_backward(const at::Tensor& x, const at::Tensor& g
                                         bool include_input) {
   const char* fn = "positional_encoding_backward";
   check_encoding_input(fn, x, num_freqs);
-  NERFPIPE_CHECK_SAME_DEVICE("positional_encoding_backward", "grad_out", grad_out, "x", x);
-  NERFPIPE_CHECK_SAME_DTYPE("positional_encoding_backward", "grad_out", grad_out, "x", x);
   const int64_t points = x.size(0);
   const int64_t channels = x.size(1);
-  const int64_t width = channels * ((include_input ? 1 : 0) + 2 * num_freqs);
-  TORCH_CHECK_VALUE(grad_out.dim() == 2 && grad_out.size(0) == points && grad_out.size(1) == width, fn,
-                    ": argument 'grad_out' must have shape [", points, ", ", width, "], got ", grad_out.sizes());
-  NERFPIPE_CHECK_CONTIGUOUS("positional_encoding_backward", "grad_out", grad_out);
+  check_grad_out(fn, grad_out, "x", x, points, pe_width(channels, num_freqs, include_input));
   at::Tensor grad_x = at::empty_like(x);
   if (grad_x.numel() == 0) return grad_x;
-  if (x.is_cuda()) {
-#ifdef WITH_CUDA
-    positional_encoding_backward_cuda(x, grad_out, grad_x, num_freqs, include_input);
-    return grad_x;
-#else
-    NERFPIPE_NO_CUDA(fn, "x");
-#endif
-  }
+  NERFPIPE_ON_CUDA(fn, "x", x, positional_encoding_backward_cuda(x, grad_out, grad_x, num_freqs, include_input);
+                   return grad_x);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pe_backward_cpu", [&] {
     const scalar_t* px = x.data_ptr<scalar_t>();
     const scalar_t* pg = grad_out.data_ptr<scalar_t>();
@@ -294,11 +285,11 @@ namespace {
 
 void check_ipe_inputs(const char* fn, const at::Tensor& mean, const at::Tensor& var, int64_t num_freqs) {
   check_encoding_input(fn, mean, num_freqs, "mean");
-  NERFPIPE_CHECK_SAME_DEVICE(fn, "var", var, "mean", mean);
-  NERFPIPE_CHECK_SAME_DTYPE(fn, "var", var, "mean", mean);
+  check_same_device(fn, "var", var, "mean", mean);
+  check_same_dtype(fn, "var", var, "mean", mean);
   TORCH_CHECK_VALUE(var.sizes() == mean.sizes(), fn, ": argument 'var' must have the shape of 'mean' ",
                     mean.sizes(), ", got ", var.sizes());
-  NERFPIPE_CHECK_CONTIGUOUS(fn, "var", var);
+  check_contiguous(fn, "var", var);
 }
 
 }  // namespace
@@ -310,14 +301,7 @@ at::Tensor integrated_pos_enc_forward(const at::Tensor& mean, const at::Tensor& 
   const int64_t channels = mean.size(1);
   at::Tensor out = at::empty({points, 2 * channels * num_freqs}, mean.options());
   if (out.numel() == 0) return out;
-  if (mean.is_cuda()) {
-#ifdef WITH_CUDA
-    integrated_pos_enc_forward_cuda(mean, var, out, num_freqs);
-    return out;
-#else
-    NERFPIPE_NO_CUDA(fn, "mean");
-#endif
-  }
+  NERFPIPE_ON_CUDA(fn, "mean", mean, integrated_pos_enc_forward_cuda(mean, var, out, num_freqs); return out);
   advise_huge_pages(out.data_ptr(), out.nbytes());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean.scalar_type(), "ipe_forward_cpu", [&] {
     const scalar_t* pm = mean.data_ptr<scalar_t>();
@@ -334,25 +318,15 @@ std::tuple<at::Tensor, at::Tensor> integrated_pos_enc_backward(const at::Tensor&
                                                                const at::Tensor& grad_out, int64_t num_freqs) {
   const char* fn = "integrated_pos_enc_backward";
   check_ipe_inputs(fn, mean, var, num_freqs);
-  NERFPIPE_CHECK_SAME_DEVICE(fn, "grad_out", grad_out, "mean", mean);
-  NERFPIPE_CHECK_SAME_DTYPE(fn, "grad_out", grad_out, "mean", mean);
   const int64_t points = mean.size(0);
   const int64_t channels = mean.size(1);
-  const int64_t width = 2 * channels * num_freqs;
-  TORCH_CHECK_VALUE(grad_out.dim() == 2 && grad_out.size(0) == points && grad_out.size(1) == width, fn,
-                    ": argument 'grad_out' must have shape [", points, ", ", width, "], got ", grad_out.sizes());
-  NERFPIPE_CHECK_CONTIGUOUS(fn, "grad_out", grad_out);
+  check_grad_out(fn, grad_out, "mean", mean, points, 2 * channels * num_freqs);
   at::Tensor grad_mean = at::empty_like(mean);
   at::Tensor grad_var = at::empty_like(var);
   if (grad_mean.numel() == 0) return {grad_mean, grad_var};
-  if (mean.is_cuda()) {
-#ifdef WITH_CUDA
-    integrated_pos_enc_backward_cuda(mean, var, grad_out, grad_mean, grad_var, num_freqs);
-    return {grad_mean, grad_var};
-#else
-    NERFPIPE_NO_CUDA(fn, "mean");
-#endif
-  }
+  NERFPIPE_ON_CUDA(fn, "mean", mean,
+                   integrated_pos_enc_backward_cuda(mean, var, grad_out, grad_mean, grad_var, num_freqs);
+                   return {grad_mean, grad_var});
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean.scalar_type(), "ipe_backward_cpu", [&] {
     const scalar_t* pm = mean.data_ptr<scalar_t>();
     const scalar_t* pv = var.data_ptr<scalar_t>();

@@ -14,6 +14,11 @@
 
 namespace nerfpipe {
 
+// Row width of gamma(x) for C channels: C * (include_input + 2L).
+NERFPIPE_HD int64_t pe_width(int64_t channels, int64_t num_freqs, bool include_input) {
+  return channels * ((include_input ? 1 : 0) + 2 * num_freqs);
+}
+
 template <typename scalar_t>
 NERFPIPE_HD void pe_forward_coord(double v, int64_t num_freqs, int64_t channels, scalar_t* out) {
   double s;

@@ -9,9 +9,6 @@
 
 namespace nerfpipe {
 
-// Converts a seed argument (a 32-bit word passed as a Python int) or raises ValueError.
-uint32_t seed_arg(const char* fn, const char* name, int64_t value);
-
 // ray_sampler.cpp
 void uniform_fill(at::Tensor out, int64_t s1, int64_t s2);
 void ray_indices_fill(at::Tensor out, int64_t n_images, int64_t height, int64_t width, int64_t crop_h,

@@ -9,35 +9,26 @@
 #include "checks.h"
 #include "common.h"
 #include "nerfpipe_ext.h"
+#include "sampling.h"
 
 namespace nerfpipe {
 
 namespace {
 
-// One ray: cdf with a leading 0 and a last entry of exactly 1, then a merge walk over the sorted
-// u (searchsorted right=True), O(B + n) per ray. Operation order follows sample_pdf_torch.
-// cdf has room for B+2 entries: cdf[B+1] = +inf is a sentinel that stops the walk without a bounds
-// check (u can round up to exactly 1 = cdf[B]).
+// One ray: the cdf (sampling.h's pdf_cdf), then a merge walk over the sorted u (searchsorted right=True),
+// O(B + n) per ray. Operation order follows sample_pdf_torch. cdf has room for B+2 entries: cdf[B+1] = +inf
+// is a sentinel that stops the walk without a bounds check (u can round up to exactly 1 = cdf[B]).
 template <typename scalar_t>
 void sample_pdf_row(const scalar_t* bins, const scalar_t* w, int64_t num_bins, int64_t n, bool randomized,
-                    uint32_t s1, uint32_t s2, int64_t row_offset, scalar_t eps, scalar_t* cdf, scalar_t* out) {
-  double total = 0.0;
-  for (int64_t b = 0; b < num_bins; ++b) total += static_cast<double>(w[b] + eps);
-  const scalar_t total_s = static_cast<scalar_t>(total);
-  double acc = 0.0;
-  cdf[0] = scalar_t(0);
-  for (int64_t b = 0; b < num_bins - 1; ++b) {
-    acc += static_cast<double>((w[b] + eps) / total_s);
-    cdf[b + 1] = std::min(scalar_t(1), static_cast<scalar_t>(acc));
-  }
-  cdf[num_bins] = scalar_t(1);
+                    Seeds seeds, int64_t row_offset, scalar_t eps, scalar_t* cdf, scalar_t* out) {
+  pdf_cdf(w, num_bins, eps, cdf);
   cdf[num_bins + 1] = std::numeric_limits<scalar_t>::infinity();
 
   // The stratified u are drawn first in a loop of their own (no loop-carried work, so it pipelines).
   const scalar_t nf = static_cast<scalar_t>(n);
   for (int64_t i = 0; i < n; ++i) {
     const scalar_t jitter =
-        randomized ? static_cast<scalar_t>(hash_uniform(s1, s2, row_offset + i)) : scalar_t(0.5);
+        randomized ? static_cast<scalar_t>(hash_uniform(seeds.s1, seeds.s2, row_offset + i)) : scalar_t(0.5);
     out[i] = (static_cast<scalar_t>(i) + jitter) / nf;
   }
   int64_t idx = 0;  // number of cdf entries <= u; u is nondecreasing in i, so idx only grows
@@ -66,21 +57,15 @@ void sample_pdf_row(const scalar_t* bins, const scalar_t* w, int64_t num_bins, i
 at::Tensor sample_pdf(const at::Tensor& bins, const at::Tensor& weights, int64_t n_samples, bool randomized,
                       int64_t s1, int64_t s2, double eps) {
   const char* fn = "sample_pdf";
-  const uint32_t k1 = seed_arg(fn, "s1", s1);
-  const uint32_t k2 = seed_arg(fn, "s2", s2);
-  NERFPIPE_CHECK_DEVICE("sample_pdf", "bins", bins);
-  NERFPIPE_CHECK_SAME_DEVICE("sample_pdf", "weights", weights, "bins", bins);
-  NERFPIPE_CHECK_FLOAT("sample_pdf", "bins", bins);
-  NERFPIPE_CHECK_SAME_DTYPE("sample_pdf", "weights", weights, "bins", bins);
-  NERFPIPE_CHECK_DIM("sample_pdf", "bins", bins, 2, "[R, B+1]");
-  NERFPIPE_CHECK_DIM("sample_pdf", "weights", weights, 2, "[R, B]");
+  const Seeds seeds = seed_args(fn, s1, s2);
+  check_float_pair(fn, {"bins", bins, 2, "[R, B+1]"}, {"weights", weights, 2, "[R, B]"});
   TORCH_CHECK_VALUE(weights.size(1) >= 1, fn, ": argument 'weights' must have at least one bin, got shape ",
                     weights.sizes());
   TORCH_CHECK_VALUE(weights.size(0) == bins.size(0) && bins.size(1) == weights.size(1) + 1, fn,
                     ": argument 'bins' must have shape [R, B+1] for 'weights' of shape [R, B]; got bins ",
                     bins.sizes(), " and weights ", weights.sizes());
-  NERFPIPE_CHECK_CONTIGUOUS("sample_pdf", "bins", bins);
-  NERFPIPE_CHECK_CONTIGUOUS("sample_pdf", "weights", weights);
+  check_contiguous(fn, "bins", bins);
+  check_contiguous(fn, "weights", weights);
   TORCH_CHECK_VALUE(n_samples >= 1, fn, ": argument 'n_samples' must be >= 1, got ", n_samples);
   TORCH_CHECK_VALUE(eps > 0.0, fn, ": argument 'eps' must be > 0, got ", eps);
 
@@ -88,14 +73,8 @@ at::Tensor sample_pdf(const at::Tensor& bins, const at::Tensor& weights, int64_t
   const int64_t num_bins = weights.size(1);
   at::Tensor out = at::empty({rays, n_samples}, bins.options());
   if (rays == 0) return out;
-  if (bins.is_cuda()) {
-#ifdef WITH_CUDA
-    sample_pdf_cuda(bins, weights, out, randomized, k1, k2, eps);
-    return out;
-#else
-    NERFPIPE_NO_CUDA(fn, "bins");
-#endif
-  }
+  NERFPIPE_ON_CUDA(fn, "bins", bins, sample_pdf_cuda(bins, weights, out, randomized, seeds.s1, seeds.s2, eps);
+                   return out);
   AT_DISPATCH_FLOATING_TYPES(bins.scalar_type(), "sample_pdf_cpu", [&] {
     const scalar_t* pb = bins.data_ptr<scalar_t>();
     const scalar_t* pw = weights.data_ptr<scalar_t>();
@@ -106,7 +85,7 @@ at::Tensor sample_pdf(const at::Tensor& bins, const at::Tensor& weights, int64_t
       std::vector<scalar_t> cdf(num_bins + 2);
       for (int64_t r = begin; r < end; ++r) {
         sample_pdf_row<scalar_t>(pb + r * (num_bins + 1), pw + r * num_bins, num_bins, n_samples, randomized,
-                                 k1, k2, r * n_samples, eps_s, cdf.data(), po + r * n_samples);
+                                 seeds, r * n_samples, eps_s, cdf.data(), po + r * n_samples);
       }
     });
   });

@@ -5,6 +5,7 @@
 #include "checks.h"
 #include "common.h"
 #include "nerfpipe_ext.h"
+#include "sampling.h"
 
 namespace nerfpipe {
 
@@ -12,13 +13,10 @@ namespace {
 
 // t[r, j] for one ray, in the exact operation order of nerfpipe.sampling.stratified_endpoints_torch.
 template <typename scalar_t>
-void stratified_row(scalar_t near, scalar_t far, int64_t n, bool randomized, uint32_t s1, uint32_t s2,
-                    int64_t row_offset, scalar_t* out) {
+void stratified_row(scalar_t near, scalar_t far, int64_t n, bool randomized, Seeds seeds, int64_t row_offset,
+                    scalar_t* out) {
   const scalar_t nf = static_cast<scalar_t>(n);
-  auto lin = [&](int64_t j) {
-    const scalar_t s = static_cast<scalar_t>(j) / nf;
-    return near * (scalar_t(1) - s) + far * s;
-  };
+  auto lin = [&](int64_t j) { return stratified_lin(near, far, j, nf); };
   if (!randomized) {
     for (int64_t j = 0; j <= n; ++j) out[j] = lin(j);
     return;
@@ -29,7 +27,7 @@ void stratified_row(scalar_t near, scalar_t far, int64_t n, bool randomized, uin
     const scalar_t next = j < n ? lin(j + 1) : cur;
     const scalar_t lower = j > 0 ? (prev + cur) / scalar_t(2) : cur;
     const scalar_t upper = j < n ? (cur + next) / scalar_t(2) : cur;
-    const scalar_t u = static_cast<scalar_t>(hash_uniform(s1, s2, row_offset + j));
+    const scalar_t u = static_cast<scalar_t>(hash_uniform(seeds.s1, seeds.s2, row_offset + j));
     out[j] = lower + (upper - lower) * u;
     prev = cur;
     cur = next;
@@ -41,31 +39,19 @@ void stratified_row(scalar_t near, scalar_t far, int64_t n, bool randomized, uin
 at::Tensor stratified_endpoints(const at::Tensor& near, const at::Tensor& far, int64_t n_intervals,
                                 bool randomized, int64_t s1, int64_t s2) {
   const char* fn = "stratified_endpoints";
-  const uint32_t k1 = seed_arg(fn, "s1", s1);
-  const uint32_t k2 = seed_arg(fn, "s2", s2);
-  NERFPIPE_CHECK_DEVICE("stratified_endpoints", "near", near);
-  NERFPIPE_CHECK_SAME_DEVICE("stratified_endpoints", "far", far, "near", near);
-  NERFPIPE_CHECK_FLOAT("stratified_endpoints", "near", near);
-  NERFPIPE_CHECK_SAME_DTYPE("stratified_endpoints", "far", far, "near", near);
-  NERFPIPE_CHECK_DIM("stratified_endpoints", "near", near, 1, "[R]");
-  NERFPIPE_CHECK_DIM("stratified_endpoints", "far", far, 1, "[R]");
+  const Seeds seeds = seed_args(fn, s1, s2);
+  check_float_pair(fn, {"near", near, 1, "[R]"}, {"far", far, 1, "[R]"});
   TORCH_CHECK_VALUE(far.size(0) == near.size(0), fn, ": argument 'far' has shape ", far.sizes(),
                     " but 'near' has ", near.sizes());
-  NERFPIPE_CHECK_CONTIGUOUS("stratified_endpoints", "near", near);
-  NERFPIPE_CHECK_CONTIGUOUS("stratified_endpoints", "far", far);
+  check_contiguous(fn, "near", near);
+  check_contiguous(fn, "far", far);
   TORCH_CHECK_VALUE(n_intervals >= 1, fn, ": argument 'n_intervals' must be >= 1, got ", n_intervals);
 
   const int64_t rays = near.size(0);
   at::Tensor out = at::empty({rays, n_intervals + 1}, near.options());
   if (rays == 0) return out;
-  if (near.is_cuda()) {
-#ifdef WITH_CUDA
-    stratified_endpoints_cuda(near, far, out, randomized, k1, k2);
-    return out;
-#else
-    NERFPIPE_NO_CUDA(fn, "near");
-#endif
-  }
+  NERFPIPE_ON_CUDA(fn, "near", near, stratified_endpoints_cuda(near, far, out, randomized, seeds.s1, seeds.s2);
+                   return out);
   AT_DISPATCH_FLOATING_TYPES(near.scalar_type(), "stratified_endpoints_cpu", [&] {
     const scalar_t* pn = near.data_ptr<scalar_t>();
     const scalar_t* pf = far.data_ptr<scalar_t>();
@@ -74,7 +60,7 @@ at::Tensor stratified_endpoints(const at::Tensor& near, const at::Tensor& far, i
     const int64_t grain = std::max<int64_t>(1, 16384 / width);
     at::parallel_for(0, rays, grain, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        stratified_row<scalar_t>(pn[r], pf[r], n_intervals, randomized, k1, k2, r * width, po + r * width);
+        stratified_row<scalar_t>(pn[r], pf[r], n_intervals, randomized, seeds, r * width, po + r * width);
       }
     });
   });

@@ -14,12 +14,10 @@ namespace {
 template <typename scalar_t>
 __global__ void pe_forward_kernel(const scalar_t* __restrict__ x, scalar_t* __restrict__ out, int64_t points,
                                   int64_t channels, int64_t num_freqs, bool include_input) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = thread_index();
   if (i >= points * channels) return;
-  const int64_t p = i / channels;
-  const int64_t c = i - p * channels;
-  const int64_t width = channels * ((include_input ? 1 : 0) + 2 * num_freqs);
-  scalar_t* op = out + p * width;
+  const auto [p, c] = row_col(i, channels);
+  scalar_t* op = out + p * pe_width(channels, num_freqs, include_input);
   if (include_input) op[c] = x[i];
   pe_forward_coord<scalar_t>(static_cast<double>(x[i]), num_freqs, channels,
                              op + (include_input ? channels : 0) + c);
@@ -29,12 +27,10 @@ template <typename scalar_t>
 __global__ void pe_backward_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ grad_out,
                                    scalar_t* __restrict__ grad_x, int64_t points, int64_t channels,
                                    int64_t num_freqs, bool include_input) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = thread_index();
   if (i >= points * channels) return;
-  const int64_t p = i / channels;
-  const int64_t c = i - p * channels;
-  const int64_t width = channels * ((include_input ? 1 : 0) + 2 * num_freqs);
-  const scalar_t* gp = grad_out + p * width;
+  const auto [p, c] = row_col(i, channels);
+  const scalar_t* gp = grad_out + p * pe_width(channels, num_freqs, include_input);
   double acc = include_input ? static_cast<double>(gp[c]) : 0.0;
   acc += pe_backward_coord<scalar_t>(static_cast<double>(x[i]), num_freqs, channels,
                                      gp + (include_input ? channels : 0) + c);
@@ -45,10 +41,9 @@ template <typename scalar_t>
 __global__ void ipe_forward_kernel(const scalar_t* __restrict__ mean, const scalar_t* __restrict__ var,
                                    scalar_t* __restrict__ out, int64_t points, int64_t channels,
                                    int64_t num_freqs) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = thread_index();
   if (i >= points * channels) return;
-  const int64_t p = i / channels;
-  const int64_t c = i - p * channels;
+  const auto [p, c] = row_col(i, channels);
   const int64_t half = channels * num_freqs;
   ipe_forward_coord<scalar_t>(static_cast<double>(mean[i]), static_cast<double>(var[i]), num_freqs, channels,
                               half, out + p * 2 * half + c);
@@ -59,10 +54,9 @@ __global__ void ipe_backward_kernel(const scalar_t* __restrict__ mean, const sca
                                     const scalar_t* __restrict__ grad_out, scalar_t* __restrict__ grad_mean,
                                     scalar_t* __restrict__ grad_var, int64_t points, int64_t channels,
                                     int64_t num_freqs) {
-  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = thread_index();
   if (i >= points * channels) return;
-  const int64_t p = i / channels;
-  const int64_t c = i - p * channels;
+  const auto [p, c] = row_col(i, channels);
   const int64_t half = channels * num_freqs;
   double gm;
   double gv;
@@ -76,53 +70,36 @@ __global__ void ipe_backward_kernel(const scalar_t* __restrict__ mean, const sca
 
 void positional_encoding_forward_cuda(const at::Tensor& x, at::Tensor& out, int64_t num_freqs,
                                       bool include_input) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  const int64_t points = x.size(0);
-  const int64_t channels = x.size(1);
-  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pe_forward_cuda", [&] {
-    pe_forward_kernel<scalar_t><<<num_blocks(x.numel()), kThreads, 0, stream>>>(
-        x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), points, channels, num_freqs, include_input);
+    launch_1d(x.device(), x.numel(), pe_forward_kernel<scalar_t>, x.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+              x.size(0), x.size(1), num_freqs, include_input);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 void positional_encoding_backward_cuda(const at::Tensor& x, const at::Tensor& grad_out, at::Tensor& grad_x,
                                        int64_t num_freqs, bool include_input) {
-  const c10::cuda::CUDAGuard guard(x.device());
-  const int64_t points = x.size(0);
-  const int64_t channels = x.size(1);
-  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "pe_backward_cuda", [&] {
-    pe_backward_kernel<scalar_t><<<num_blocks(x.numel()), kThreads, 0, stream>>>(
-        x.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), points, channels,
-        num_freqs, include_input);
+    launch_1d(x.device(), x.numel(), pe_backward_kernel<scalar_t>, x.data_ptr<scalar_t>(),
+              grad_out.data_ptr<scalar_t>(), grad_x.data_ptr<scalar_t>(), x.size(0), x.size(1), num_freqs,
+              include_input);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 void integrated_pos_enc_forward_cuda(const at::Tensor& mean, const at::Tensor& var, at::Tensor& out,
                                      int64_t num_freqs) {
-  const c10::cuda::CUDAGuard guard(mean.device());
-  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean.scalar_type(), "ipe_forward_cuda", [&] {
-    ipe_forward_kernel<scalar_t><<<num_blocks(mean.numel()), kThreads, 0, stream>>>(
-        mean.data_ptr<scalar_t>(), var.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), mean.size(0),
-        mean.size(1), num_freqs);
+    launch_1d(mean.device(), mean.numel(), ipe_forward_kernel<scalar_t>, mean.data_ptr<scalar_t>(),
+              var.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), mean.size(0), mean.size(1), num_freqs);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 void integrated_pos_enc_backward_cuda(const at::Tensor& mean, const at::Tensor& var, const at::Tensor& grad_out,
                                       at::Tensor& grad_mean, at::Tensor& grad_var, int64_t num_freqs) {
-  const c10::cuda::CUDAGuard guard(mean.device());
-  auto stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, mean.scalar_type(), "ipe_backward_cuda", [&] {
-    ipe_backward_kernel<scalar_t><<<num_blocks(mean.numel()), kThreads, 0, stream>>>(
-        mean.data_ptr<scalar_t>(), var.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
-        grad_mean.data_ptr<scalar_t>(), grad_var.data_ptr<scalar_t>(), mean.size(0), mean.size(1), num_freqs);
+    launch_1d(mean.device(), mean.numel(), ipe_backward_kernel<scalar_t>, mean.data_ptr<scalar_t>(),
+              var.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), grad_mean.data_ptr<scalar_t>(),
+              grad_var.data_ptr<scalar_t>(), mean.size(0), mean.size(1), num_freqs);
   });
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace nerfpipe
