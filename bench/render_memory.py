@@ -57,16 +57,16 @@ def measure(resolution: int, chunk: int, threads: int | None, normals: bool, max
     """Render one view in this process; return its figures (run in a fresh interpreter)."""
     import torch
 
-    from nerfpipe import config as cfgmod
     from nerfpipe.cameras import focal_from_fov
     from nerfpipe.inference import render_rays, view_rays
     from nerfpipe.models import build_model
+    from nerfpipe.settings import check_train_settings
 
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     settings = {**MODEL, "eval_chunk": chunk, "render_normal": normals}
-    settings = cfgmod.check_train_settings({**settings, "amp": False} if fp32 else settings)
+    settings = check_train_settings({**settings, "amp": False} if fp32 else settings)
     model = build_model(settings).eval()
     c2w = torch.eye(4)
     c2w[2, 3] = CAMERA_RADIUS  # on the +z axis, looking down -z at the origin

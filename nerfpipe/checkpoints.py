@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from nerfpipe import config
 from nerfpipe import io as nio
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import RadianceModel
+from nerfpipe.settings import weight_settings
 
 log = logging.getLogger("nerfpipe.stages.train")
 
@@ -37,7 +37,7 @@ class TrainState:
 def run_fingerprint(settings: dict, rays_meta: dict) -> str:
     """Identity of a training run: the settings that determine the weights and the content of the
     ray cache (which carries the data's). A checkpoint resumes only a run with the same identity."""
-    return nio.fingerprint({"settings": config.weight_settings(settings),
+    return nio.fingerprint({"settings": weight_settings(settings),
                             "rays": rays_meta.get("fingerprint")})
 
 
@@ -62,7 +62,7 @@ def save_checkpoint(ckpt_dir: Path, model: RadianceModel, optimizer, scaler, sta
         "skipped": state.skipped,
         "log_rows": state.log_rows,
         "fingerprint": fingerprint,
-        "settings": json.dumps(config.weight_settings(settings), sort_keys=True),
+        "settings": json.dumps(weight_settings(settings), sort_keys=True),
         "variant": settings["variant"],
         "torch_rng": torch.get_rng_state(),
     })
@@ -78,7 +78,7 @@ def _stale_reason(ckpt: dict, settings: dict) -> str:
         theirs = json.loads(ckpt.get("settings") or "{}")
     except (TypeError, ValueError):
         theirs = {}
-    mine = config.weight_settings(settings)
+    mine = weight_settings(settings)
     changed = sorted(k for k in {*mine, *theirs} if mine.get(k) != theirs.get(k))
     if not theirs:
         return "written by an older nerfpipe"

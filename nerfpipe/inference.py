@@ -11,10 +11,10 @@ import torch
 from nerfpipe import cameras as camera
 from nerfpipe import ext_backend, precision
 from nerfpipe import io as nio
-from nerfpipe.config import ARCHITECTURE_KEYS, OUTPUT_KEYS
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import RadianceModel, RayBundle, build_model
 from nerfpipe.render import background_color
+from nerfpipe.settings import ARCHITECTURE_KEYS, OUTPUT_KEYS
 
 # Outputs of a render that are per-ray images.
 IMAGE_KEYS = ("rgb", "depth", "acc", "normals", "normals_pred")
@@ -27,7 +27,7 @@ def load_trained(train_dir: Path, device: str | torch.device = "cpu",
 
     With `data_meta` (the meta.json of the data folder it will be evaluated on), a model trained on
     other data (another scene, or the scene before its images changed) is an error. `overrides`
-    replace output options of the training settings (config.OUTPUT_KEYS), never weight settings.
+    replace output options of the training settings (settings.OUTPUT_KEYS), never weight settings.
     """
     path = Path(train_dir) / "model.pt"
     ckpt = nio.load_torch(path)

@@ -289,7 +289,7 @@ def trained(tmp_path_factory, tiny_scene) -> Path:
 
     out = tmp_path_factory.mktemp("trained") / "run"
     settings = {**TINY_TRAIN, "variant": "nerf", "seed": 0, "scene": "tiny"}
-    from nerfpipe.config import check_train_settings
+    from nerfpipe.settings import check_train_settings
 
     train(tiny_scene["data"], tiny_scene["rays"], out, check_train_settings(settings), threads=1,
           progress=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nerfpipe import __version__, cli
+from nerfpipe import __version__, cli, cli_parser
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"method": "nerf", "net_depth": 2, "net_width": 16, "net_depth_fine": 2, "net_width_fine": 16,
@@ -22,7 +22,7 @@ TINY = {"method": "nerf", "net_depth": 2, "net_width": 16, "net_depth_fine": 2, 
 
 
 def subparsers() -> dict[str, argparse.ArgumentParser]:
-    parser = cli.build_parser()
+    parser = cli_parser.build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
 
@@ -43,9 +43,9 @@ def test_every_listed_option_has_help_and_the_hidden_ones_are_the_ignored_ones(c
             hidden.extend(action.option_strings)
             continue
         assert action.help and action.help.strip(), f"nerfpipe {command} {action.option_strings}: no help"
-    assert sorted(hidden) == sorted(cli.IGNORED.get(command, ())), command
+    assert sorted(hidden) == sorted(cli_parser.IGNORED.get(command, ())), command
     text = parser.format_help()
-    for flag in cli.IGNORED.get(command, ()):
+    for flag in cli_parser.IGNORED.get(command, ()):
         assert flag not in text, f"nerfpipe {command} --help lists {flag}, which it does not use"
 
 
@@ -60,7 +60,7 @@ def test_help_ends_with_two_examples_that_parse(command, capsys) -> None:
     for line in tail:
         argv = shlex.split(line.strip())
         assert argv[:2] == ["nerfpipe", command], line
-        cli.build_parser().parse_args(argv[1:])  # every flag of the example exists
+        cli_parser.build_parser().parse_args(argv[1:])  # every flag of the example exists
 
 
 @pytest.mark.parametrize("command, absent, present", [
@@ -103,7 +103,7 @@ def test_version(capsys) -> None:
      "1.0", "--render_depth", "--render_normal", "--prop_normal", "--dataset_name", "blender"],
 ])
 def test_existing_command_lines_parse(argv) -> None:
-    args = cli.build_parser().parse_args(argv)
+    args = cli_parser.build_parser().parse_args(argv)
     assert args.command == argv[0]
 
 
@@ -129,9 +129,9 @@ def captured_train(monkeypatch):
         argv = ["train", "--data", "d", "--rays", "r", "--out", "o", "--device", "cpu", "--settings",
                 json.dumps(TINY), *flags]
         with pytest.raises(Captured):
-            args = cli.build_parser().parse_args(argv)
+            args = cli_parser.build_parser().parse_args(argv)
             cli._check_options(args)
-            args.func(args)
+            cli.COMMANDS[args.command](args)
         return seen
 
     return run
@@ -148,11 +148,11 @@ def captured_train(monkeypatch):
     (["-w", "--no-white_bkgd"], {"white_bkgd": False}),  # the last one wins
 ])
 def test_legacy_flags_and_their_no_forms_reach_the_settings(captured_train, flags, expected) -> None:
-    from nerfpipe.config import check_train_settings
+    from nerfpipe.settings import check_train_settings
 
     settings = captured_train(*flags)["settings"]
     defaults = check_train_settings(dict(TINY))  # what --settings alone gives
-    for key, _short, _long, _help in ((k, *v) for k, v in cli.LEGACY_BOOLEANS.items()):
+    for key, _short, _long, _help in ((k, *v) for k, v in cli_parser.LEGACY_BOOLEANS.items()):
         assert settings[key] == expected.get(key, defaults[key]), (key, flags)
 
 

@@ -11,16 +11,15 @@ import yaml
 
 from nerfpipe.config import (
     METHOD_DEFAULTS,
-    SCHEMA_PATH,
     ablation_diff,
-    check_train_settings,
     load_config,
-    load_schema,
     resolve_scene,
     resolve_variant,
     validate_config,
 )
 from nerfpipe.errors import NerfpipeError
+from nerfpipe.schema import SCHEMA_PATH, load_schema
+from nerfpipe.settings import check_train_settings
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = ["config/config.yaml", "config/smoke.yaml", "config/blender.yaml", "config/shiny.yaml"]

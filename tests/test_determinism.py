@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nerfpipe.config import check_train_settings
+from nerfpipe.settings import check_train_settings
 from nerfpipe.stages.data import prepare_scene
 from nerfpipe.stages.evaluate import evaluate
 from nerfpipe.stages.rays import build_ray_cache

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nerfpipe import config as cfgmod
 from nerfpipe.models import METHODS, RayBundle, build_model
+from nerfpipe.settings import check_train_settings
 from nerfpipe.training import data_loss_fn
 
 SMALL = {"net_depth": 2, "net_width": 32, "net_depth_fine": 2, "net_width_fine": 32, "n_samples": 8,
@@ -18,7 +18,7 @@ SMALL = {"net_depth": 2, "net_width": 32, "net_depth_fine": 2, "net_width_fine":
 
 def settings_for(method: str, **overrides) -> dict:
     """The method's defaults (train_defaults <- METHOD_DEFAULTS) with small networks."""
-    return cfgmod.check_train_settings({"method": method, **SMALL, **overrides})
+    return check_train_settings({"method": method, **SMALL, **overrides})
 
 
 def rays(n: int = 16, seed: int = 0) -> RayBundle:

@@ -149,7 +149,7 @@ def test_resumed_training_log_starts_from_the_checkpoint_rows(tiny_scene, tmp_pa
 
 @pytest.fixture(scope="module")
 def trained(tiny_scene, tmp_path_factory) -> Path:
-    from nerfpipe.config import check_train_settings
+    from nerfpipe.settings import check_train_settings
     from nerfpipe.stages.train import train
 
     out = tmp_path_factory.mktemp("progress") / "train"
@@ -261,7 +261,7 @@ def test_tensorboard_events_hold_the_scalars_and_images(tiny_scene, tmp_path) ->
                         "'nerfpipe[tensorboard]')")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from nerfpipe.config import check_train_settings
+    from nerfpipe.settings import check_train_settings
     from nerfpipe.stages.train import train
     from nerfpipe.tensorboard_log import TB_DIR
 

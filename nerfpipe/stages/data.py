@@ -27,13 +27,13 @@ import numpy as np
 
 from nerfpipe import io as nio
 from nerfpipe.cameras import focal_from_fov
-from nerfpipe.config import schema_defaults
 from nerfpipe.data.blender import BlenderSplit, load_blender_split
 from nerfpipe.data.splits import SPLITS
 from nerfpipe.data.synthetic import SCENES, generate_scene
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.guard import check_output_dir, write_marker
 from nerfpipe.io import make_temp_dir, replace_dir
+from nerfpipe.schema import schema_defaults
 
 VAL_FROM_TEST_MAX = 10
 # What a data folder written before stage markers existed may hold (it may be replaced).

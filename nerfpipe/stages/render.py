@@ -8,10 +8,10 @@ import torch
 
 from nerfpipe import cameras as camera
 from nerfpipe import guard, layout
-from nerfpipe.config import schema_defaults
 from nerfpipe.data.splits import load_split
 from nerfpipe.device import resolve_device
 from nerfpipe.inference import load_trained, render_view
+from nerfpipe.schema import schema_defaults
 from nerfpipe.video import render_orbit
 
 
