@@ -18,6 +18,7 @@ from nerfpipe.errors import NerfpipeError
 from nerfpipe.models import METHODS, RayBundle, build_model
 from nerfpipe.models.base import clip_grad_norms_, train_fraction
 from nerfpipe.models.mlp import MLP, default_skip
+from nerfpipe.settings import check_train_settings
 from nerfpipe.training import data_loss_fn, step_key
 
 F64 = torch.float64
@@ -29,7 +30,7 @@ SMALL = {"net_depth": 2, "net_width": 16, "net_depth_fine": 2, "net_width_fine":
 
 
 def small(method: str, **overrides) -> dict:
-    return cfgmod.check_train_settings({"method": method, **SMALL, **overrides})
+    return check_train_settings({"method": method, **SMALL, **overrides})
 
 
 def rays(n: int = 6, seed: int = 0, dtype: torch.dtype = torch.float32) -> RayBundle:

@@ -23,8 +23,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nerfpipe.config import TRAIN_RUNTIME_KEYS, load_config, resolve_scene, resolve_variant, weight_settings
+from nerfpipe.config import load_config, resolve_scene, resolve_variant
 from nerfpipe.layout import RENDER_FILES, REPORT_FILES
+from nerfpipe.settings import TRAIN_RUNTIME_KEYS, weight_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "config" / "smoke.yaml"

@@ -33,7 +33,7 @@ def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None =
     """Render the full `split` at the evaluation resolution; write metrics.json, per_image.csv,
     weights.json and renders/ (rgb, depth, normal, strip PNGs) into out_dir. Returns the metrics.
 
-    options: evaluate options overriding the ones the model was trained with (config.OUTPUT_KEYS:
+    options: evaluate options overriding the ones the model was trained with (settings.OUTPUT_KEYS:
     eval_chunk, render_depth, render_normal); `chunk` overrides eval_chunk. Renders go to a
     temporary folder that replaces renders/ only when everything succeeded, so a failure leaves
     no partial renders beside older good ones.
