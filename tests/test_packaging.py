@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as md
+import json
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -88,15 +90,53 @@ def test_every_third_party_import_is_declared() -> None:
         assert dist in runtime or dist in optional, f"{dist} is imported but only declared as an extra"
 
 
-def test_dependencies_are_ranges_from_the_tested_version() -> None:
-    pinned = constraints()
+def oldest() -> dict[str, str]:
+    return pins((ROOT / "constraints-oldest.txt").read_text().splitlines())
+
+
+def lower_bounds() -> dict[str, str]:
+    bounds = {}
     for group, reqs in declared().items():
         for req in reqs:
-            name = requirement_name(req)
             m = re.fullmatch(r"[A-Za-z0-9_.-]+(\[[^\]]*\])?>=([^,;\s]+)(,<[^;\s]+)?", req.strip())
             assert m, f"[{group or 'dependencies'}] {req}: expected NAME>=TESTED[,<BROKEN]"
-            assert m.group(2) == pinned.get(name), f"{req}: lower bound is not the tested {pinned.get(name)}"
+            bounds[requirement_name(req)] = m.group(2)
+    return bounds
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
+
+
+def test_dependencies_are_ranges_from_the_tested_version() -> None:
+    """Each lower bound is a tested version: the pin, or an older release of constraints-oldest.txt."""
+    pinned, old = constraints(), oldest()
+    assert old, "constraints-oldest.txt pins nothing"
+    for name, bound in lower_bounds().items():
+        tested = old.get(name, pinned.get(name))
+        assert bound == tested, f"{name}>={bound}: lower bound is not the oldest tested {tested}"
+    for name, version in old.items():
+        assert version_key(version) < version_key(pinned[name]), f"{name}: {version} not older than the pin"
     assert "tensorboard" in declared() and "lpips" in declared() and "test" in declared()
+
+
+def test_install_resolves_beside_the_oldest_numpy_and_pandas(tmp_path) -> None:
+    """`pip install .` into an environment that holds older numpy and pandas (the lower bounds,
+    not the pins) resolves: nerfpipe's ranges let it live beside other packages. A dry run with
+    pip's resolver and the package index (no download of what it would install)."""
+    old = oldest()
+    report = tmp_path / "resolution.json"
+    torch_version = installed("torch").split("+")[0]
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-build-isolation",
+           "--quiet", "--report", str(report), str(ROOT), f"torch=={torch_version}",
+           *(f"{name}=={version}" for name, version in old.items())]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    chosen = {canonical(item["metadata"]["name"]): item["metadata"]["version"]
+              for item in json.loads(report.read_text())["install"]}
+    assert "nerfpipe" in chosen
+    for name, version in old.items():
+        assert chosen[name] == version, (name, chosen.get(name))
 
 
 def test_every_declared_dependency_has_a_pin() -> None:
@@ -156,7 +196,10 @@ def test_makefile_installs_with_the_constraints_and_their_torch() -> None:
     assert re.search(r"^CONSTRAINTS\s*\?=\s*constraints\.txt$", make, re.M)
     installs = [line for line in make.splitlines() if line.startswith("\t") and "pip install" in line
                 and "TORCH_SPEC" not in line and "--upgrade pip" not in line]
-    assert installs and all("-c $(CONSTRAINTS)" in line for line in installs), installs
+    # test-oldest installs CONSTRAINTS with the lines of constraints-oldest.txt in place of their pins
+    assert installs and all("-c $(CONSTRAINTS)" in line or "-c $(OLDEST_CONSTRAINTS)" in line
+                            for line in installs), installs
+    assert sum("-c $(CONSTRAINTS)" in line for line in installs) >= 2
 
 
 def test_not_imported_dependencies_are_the_known_ones() -> None:

@@ -144,33 +144,37 @@ def test_smoke_workflow_runs_through_slurm(slurm_cluster, tmp_path):
         "--jobs", "4", "--retries", "0",
         # Poll soon: MinJobAge (300 s) stays above 3x this, so squeue answers for finished jobs.
         "--slurm-init-seconds-before-status-checks", "5",
-        # Train, evaluate and render each ask for the (one) fake GPU, as the profile says.
+        # Train and each evaluate+render group job ask for the (one) fake GPU, as the profile says.
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=slurm_cluster, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=RUN_TIMEOUT_S)
     assert proc.returncode == 0, proc.stdout[-8000:]
 
-    # Every non-local job went through sbatch and left its SLURM log (kept by the profile).
-    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", proc.stdout))
-    logs = sorted((tmp_path / ".snakemake" / "slurm_logs").glob("rule_*/*/*.log"))
-    runs = {(p.parent.parent.name, p.parent.name) for p in logs}
-    assert runs == {
-        ("rule_data", "diffuse"), ("rule_rays", "diffuse"),
-        *{(f"rule_{rule}", f"diffuse_{variant}_0") for rule in ("train", "evaluate", "render")
-          for variant in ("nerf", "mipnerf360")},
-    }
+    # Every non-local job went through sbatch and left its SLURM log (kept by the profile). Each run's
+    # evaluate and render went as one group job (the profile's `groups:`; its id is not a number).
+    submitted = dict(re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+)", proc.stdout))
+    logs = sorted((tmp_path / ".snakemake" / "slurm_logs").glob("*/**/*.log"))
+    runs = sorted(str(p.parent.relative_to(tmp_path / ".snakemake" / "slurm_logs")) for p in logs)
+    assert runs == sorted([
+        "rule_data/diffuse", "rule_rays/diffuse",
+        "rule_train/diffuse_nerf_0", "rule_train/diffuse_mipnerf360_0",
+        "group_views_evaluate_render", "group_views_evaluate_render",
+    ])
     assert {p.stem for p in logs} == set(submitted.values())
     assert not any("rule_report" in str(p) for p in logs)  # a local rule
 
-    # Training, evaluation and rendering jobs asked the scheduler for the GPU (records stay for
-    # MinJobAge seconds).
-    gpu_ids = [p.stem for p in logs if p.parent.parent.name in ("rule_train", "rule_evaluate", "rule_render")]
-    assert len(gpu_ids) == 6
+    # Training and the evaluate+render group jobs each asked the scheduler for one GPU: the group
+    # runs render after evaluate, so it needs one, not two (records stay for MinJobAge seconds).
+    gpu_ids = [p.stem for p in logs if p.parent.name.startswith(("diffuse_", "group_views"))]
+    assert len(gpu_ids) == 4
     for job_id in gpu_ids:
         info = subprocess.run(["scontrol", "show", "job", job_id], env=slurm_cluster,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30)
         assert "JobState=COMPLETED" in info.stdout, info.stdout
-        assert "gpu:1" in info.stdout, info.stdout
+        assert "gpu:1" in info.stdout and "gpu:2" not in info.stdout, info.stdout
+    for variant in ("nerf", "mipnerf360"):
+        assert (tmp_path / "results" / "eval" / "diffuse" / variant / "seed0" / "metrics.json").is_file()
+        assert (tmp_path / "results" / "render" / "diffuse" / variant / "seed0" / "orbit_rgb.gif").is_file()
 
     with open(tmp_path / "results" / "report" / "report.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["scene"] == "diffuse"]  # not the summary rows

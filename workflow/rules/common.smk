@@ -173,3 +173,12 @@ REPORT_SETTINGS = json.dumps(
     },
     sort_keys=True,
 )
+
+
+def evaluation_before_render(wildcards):
+    """With `render_after_evaluate` (the slurm profile), render takes its run's metrics.json as an
+    input, so the two form one group job on one GPU. Not ancient(): Snakemake would then also skip
+    render's own rerun triggers (params) whenever the evaluation reruns."""
+    if not CFG["render_after_evaluate"]:
+        return []
+    return out(f"eval/{wildcards.scene}/{wildcards.variant}/seed{wildcards.seed}/{layout.EVAL_FILES['metrics']}")

@@ -4,6 +4,7 @@ rule render:
         data=rules.data.output[0],
         model=rules.train.output.model,
         config=rules.train.output.config,
+        evaluated=evaluation_before_render,
     output:
         rgb_mp4=report(
             out(f"render/{RUN}/{layout.RENDER_FILES['rgb_mp4']}"),
