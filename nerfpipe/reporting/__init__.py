@@ -29,6 +29,7 @@ Modules, in the order the data flows:
     tables.py     aggregation over seeds, paired comparisons (nerfpipe.stats), ablations, CSV files
     figures.py    matplotlib figures, including the original's (nerfpipe.figures_repro)
     media.py      copies of strips (enlarged when small), orbit GIFs and videos
+    published.py  the papers' published per-scene figures (published.yaml) beside the reproduced ones
     content.py    what the documents show, and the sentences they share
     markdown.py   report.md
     html.py       report.html, from templates/report.html.j2 (+ report.css, report.js)

@@ -12,6 +12,7 @@ from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.html import html
 from nerfpipe.reporting.manifest import Manifest
 from nerfpipe.reporting.markdown import markdown
+from nerfpipe.reporting.published import published_section
 
 
 def write_report(m: Manifest, out_dir: Path) -> None:
@@ -33,7 +34,7 @@ def write_report(m: Manifest, out_dir: Path) -> None:
         scenes=m.scenes, variants=m.variants, seeds=m.seeds, baseline=m.baseline, runs=runs,
         table=table, paired=paired, notes=tables.footnotes(runs), plots=plots, media=copies,
         pairs=collect.ablation_pairs(m), ablations=ablations, concentration=concentration,
-        distillation=distillation,
+        distillation=distillation, published=published_section(m, runs),
     )
     for name in REPORT_DIRS.values():
         (out_dir / name).mkdir(parents=True, exist_ok=True)

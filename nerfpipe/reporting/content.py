@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from nerfpipe.reporting.files import STRIP_VIEW
+from nerfpipe.reporting.published import METHOD_OF, PublishedSection, Table
 from nerfpipe.stats import CONFIDENCE
 
 TITLE = "nerfpipe report"
@@ -36,6 +37,8 @@ DISTILLATION_SENTENCE = (
 NO_PROPOSAL_SENTENCE = "No proposal-based variant (mipnerf360, refnerf) is configured."
 ORBITS_SENTENCE = "Orbit videos of every scene and variant are in the Renders section above."
 STRIP_CAPTION = f"test view {STRIP_VIEW}: ground truth | prediction | error"
+PUBLISHED_TITLE = "Published figures beside reproduced ones"
+PUBLISHED_RUNS_SENTENCE = "The runs compared, with the hardware, iterations and wall time of their training:"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class ReportContent:
     ablations: pd.DataFrame  # tables.ablation_table
     concentration: pd.DataFrame  # collect.concentration
     distillation: list[tuple[str, str, int, str]]  # (scene, variant, seed, path)
+    published: PublishedSection | None = None  # published.published_section; None: no run matches
 
     @property
     def show_std(self) -> bool:
@@ -108,3 +112,22 @@ def ablation_intro(pairs: list[tuple[str, str]]) -> str:
         "along a ray spread out instead of concentrating at the surface. ΔPSNR and ΔSSIM are ablation − "
         "base, mean over matched seeds; the renders and weights are of the first seed."
     )
+
+
+def published_intro() -> str:
+    aliases = ", ".join(f"{m} is compared with {p}'s" for m, p in METHOD_OF.items() if m != p)
+    return (
+        "Each paper's published per-scene figure beside the reproduced one, for the runs whose dataset "
+        "and scene the paper reports (the tables are shipped as data in nerfpipe/reporting/published.yaml; "
+        f"{aliases} figures). Reproduced = mean over seeds; gap = reproduced − published, so a positive "
+        "gap is better for PSNR and SSIM and worse for LPIPS and normal MAE. nerfpipe's LPIPS is the "
+        "AlexNet variant and its normal MAE uses density-gradient normals weighted by opacity × "
+        "ground-truth alpha, which need not match a paper's protocol (noted with each source below)."
+    )
+
+
+def source_sentence(table: Table) -> str:
+    """One published table's source: method, paper, arXiv id, table and protocol."""
+    s = table.source
+    return (f"{table.method} on {table.dataset}: “{s['paper']}”, {s['authors']}, arXiv {s['arxiv']}, "
+            f"{' '.join(str(s['table']).split())}. Protocol: {table.protocol}.")

@@ -23,6 +23,7 @@ from nerfpipe.errors import NerfpipeError
 from nerfpipe.reporting import content as text
 from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.files import STRIP_VIEW
+from nerfpipe.reporting.published import fmt_resolution, fmt_value, metric_label
 from nerfpipe.reporting.tables import (
     COLUMNS,
     MEAN_ROW,
@@ -32,6 +33,7 @@ from nerfpipe.reporting.tables import (
     fmt_ci,
     fmt_num,
     fmt_p,
+    fmt_seconds,
     run_detail,
     table_cells,
 )
@@ -171,6 +173,28 @@ def _reproduction(c: ReportContent, src: _Sources, open_all: bool) -> dict[str, 
     }
 
 
+def _published(c: ReportContent) -> dict[str, Any] | None:
+    """The published-vs-reproduced section (None: left out, no run has published figures)."""
+    if c.published is None:
+        return None
+    rows = [
+        {"text": [r["scene"], r["variant"], r["method"], metric_label(r["metric"])],
+         "numbers": [*((fmt_value(r["metric"], r[key], key == "gap"), _sort_key(r[key]))
+                       for key in ("published", "reproduced", "gap")),
+                     (str(r["n_seeds"]), _sort_key(r["n_seeds"]))]}
+        for _, r in c.published.comparison.iterrows()
+    ]
+    runs = [
+        {"text": [r["scene"], r["variant"]], "seed": str(r["seed"]), "hardware": r["hardware"],
+         "numbers": [(f"{r['iterations']:,}", _sort_key(r["iterations"])),
+                     (fmt_seconds(r["train_seconds"]), _sort_key(r["train_seconds"]))],
+         "resolution": fmt_resolution(r)}
+        for _, r in c.published.runs.iterrows()
+    ]
+    return {"intro": text.published_intro(), "rows": rows, "runs": runs,
+            "sources": [text.source_sentence(t) for t in c.published.tables]}
+
+
 def _runs(df: pd.DataFrame) -> dict[str, Any]:
     return {
         "heads": [label for _, label in RUN_DETAIL_COLUMNS],
@@ -195,6 +219,7 @@ def page_values(c: ReportContent, out_dir: Path) -> dict[str, Any]:
         "plots": [src.image(rel, title, title, "plot") for title, rel in c.plots],
         "renders": _renders(c, src, open_all),
         "repro": _reproduction(c, src, open_all),
+        "published": _published(c),
         "runs": _runs(c.runs),
     }
 

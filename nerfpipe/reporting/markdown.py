@@ -8,6 +8,7 @@ import pandas as pd
 from nerfpipe.reporting import content as text
 from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.files import STRIP_VIEW
+from nerfpipe.reporting.published import fmt_resolution, fmt_value, metric_label
 from nerfpipe.reporting.tables import (
     COLUMNS,
     MEAN_ROW,
@@ -17,6 +18,7 @@ from nerfpipe.reporting.tables import (
     fmt_ci,
     fmt_num,
     fmt_p,
+    fmt_seconds,
     run_detail,
     table_cells,
 )
@@ -79,6 +81,7 @@ def markdown(c: ReportContent) -> str:
                 "",
             ]
     lines += _reproduction(c)
+    lines += _published(c)
     lines += ["## Runs", "", runs_table(c.runs), ""]
     return "\n".join(lines)
 
@@ -144,6 +147,36 @@ def _reproduction(c: ReportContent) -> list[str]:
             lines += [f"#### {scene}: {variant}", "", image, ""]
     lines += [text.ORBITS_SENTENCE, ""]
     return lines
+
+
+def _published(c: ReportContent) -> list[str]:
+    """The published-vs-reproduced section; nothing when no run has published figures."""
+    if c.published is None:
+        return []
+    lines = [
+        f"## {text.PUBLISHED_TITLE}", "", text.published_intro(), "",
+        "| Scene | Variant | Method | Metric | Published | Reproduced | Gap | Seeds |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
+    for _, r in c.published.comparison.iterrows():
+        lines.append(
+            f"| {md_escape(r['scene'])} | {md_escape(r['variant'])} | {md_escape(r['method'])} | "
+            f"{metric_label(r['metric'])} | {fmt_value(r['metric'], r['published'])} | "
+            f"{fmt_value(r['metric'], r['reproduced'])} | {fmt_value(r['metric'], r['gap'], True)} | "
+            f"{r['n_seeds']} |"
+        )
+    lines += ["", text.PUBLISHED_RUNS_SENTENCE, "",
+              "| Scene | Variant | Seed | Hardware | Iterations | Train time | Evaluation resolution |",
+              "|---|---|---:|---|---:|---:|---|"]
+    for _, r in c.published.runs.iterrows():
+        lines.append(
+            f"| {md_escape(r['scene'])} | {md_escape(r['variant'])} | {r['seed']} | "
+            f"{md_escape(r['hardware'])} | {r['iterations']:,} | {fmt_seconds(r['train_seconds'])} | "
+            f"{fmt_resolution(r)} |"
+        )
+    lines += ["", "Sources:", ""]
+    lines += [f"- {md_escape(text.source_sentence(t))}" for t in c.published.tables]
+    return [*lines, ""]
 
 
 def runs_table(df: pd.DataFrame) -> str:

@@ -205,8 +205,23 @@ def _failpoint_pause(iteration: int, checkpoint: bool) -> None:
 def finish(out_dir: Path, model: RadianceModel, settings: dict, state: TrainState, backend: str,
            data_dir: Path, identity: dict) -> dict:
     """Write the stage's outputs: final weights, resolved settings, log and summary."""
+    import platform
+
     n_params = sum(p.numel() for p in model.parameters())
     device = next(model.parameters()).device
+    # The hardware and the dataset a run was trained on, for the report's comparison with the
+    # published figures (nerfpipe.reporting.published): the GPU's name, else the CPU model.
+    if device.type == "cuda":
+        device_name = torch.cuda.get_device_name(device)
+    else:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        except OSError:
+            cpuinfo = []
+        models = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+        device_name = models[0] if models else (platform.processor() or platform.machine() or "CPU")
+    data_meta = nio.read_json(data_dir / "meta.json") if (data_dir / "meta.json").is_file() else {}
+    data_source = data_meta.get("source") if isinstance(data_meta, dict) else None
     summary = {
         "scene": settings.get("scene", data_dir.name), "variant": settings["variant"],
         "method": settings["method"], "seed": settings["seed"], "iterations": state.iteration,
@@ -216,7 +231,7 @@ def finish(out_dir: Path, model: RadianceModel, settings: dict, state: TrainStat
         "final_train_psnr": state.log_rows[-1]["psnr"] if state.log_rows else None,
         "backend": backend, "precision": precision.precision_name(bool(settings["amp"]), device),
         "skipped_steps": state.skipped, "samples_per_ray": model.samples_per_ray,
-        "device": str(device),
+        "device": str(device), "device_name": device_name, "data_source": data_source,
     }
     # identity: the run's fingerprint and the data's, so evaluation refuses another scene's data.
     nio.save_torch(out_dir / "model.pt", {"model": model.state_dict(), "settings": json.dumps(settings),
