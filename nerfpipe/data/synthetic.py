@@ -48,7 +48,7 @@ SAME_CAMERA_TOL = 1e-3
 # Memory limit of a generated scene (see estimate_scene_bytes); NERFPIPE_MAX_SCENE_BYTES overrides it.
 MAX_SCENE_BYTES = 4 * 2**30
 MAX_SCENE_BYTES_ENV = "NERFPIPE_MAX_SCENE_BYTES"
-# Peak bytes per traced ray of `render_view` (measured with tracemalloc: 190-235 for the three
+# Peak bytes per traced ray of `render_view` (measured with tracemalloc: 190-235 for the four
 # scenes at 32-128 pixels, rounded up).
 TRACE_BYTES_PER_RAY = 256
 # Bytes per pixel of a decoded view: rgba (4) + depth (1) + normals (3) float32.

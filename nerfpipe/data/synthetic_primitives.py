@@ -31,6 +31,9 @@ class Material:
     albedo: AlbedoFn
     f0: float = 0.0  # Schlick reflectance at normal incidence (0 = purely diffuse)
     tint: tuple[float, float, float] = (1.0, 1.0, 1.0)  # colour of the specular reflection
+    # Spread of the specular lobe (tangent of its half-angle; 0 = a perfect mirror): the reflection
+    # is the mean of the environment over a fixed disc of directions around the mirror direction.
+    roughness: float = 0.0
 
 
 @dataclass

@@ -7,6 +7,13 @@ of about 1.3 around the origin, on a transparent background:
   the procedural environment of `synthetic_shading`.
 - "thin": a cube frame of thin capsules around a tilted ring with spokes (thin structures that
   occlude each other).
+- "mirror": a near-mirror sphere (Schlick f0 = 1: a ray that hits it returns min(1, 0.95 env(r)),
+  the environment in the reflected direction r = d - 2 (d.n) n) above a rougher gold capsule
+  (f0 0.6 over dark stripes, a blurred reflection), in the tiled room environment of
+  `synthetic_shading` (walls of coloured tiles, a window, ceiling lights, a checkered floor), so
+  view-dependent reflections dominate the appearance (the case of Ref-NeRF's Shiny Blender
+  scenes). Only the environment is reflected: the sphere does not show the capsule nor the
+  capsule the sphere (inter-reflections are ignored), and nothing casts shadows.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from nerfpipe.data.synthetic_primitives import (
 )
 from nerfpipe.errors import NerfpipeError
 
-SCENES = ("diffuse", "glossy", "thin")
+SCENES = ("diffuse", "glossy", "thin", "mirror")
 
 
 def _rot(axis: str, deg: float) -> Array:
@@ -101,6 +108,7 @@ def _constant(c: tuple[float, ...]) -> AlbedoFn:
 class Scene:
     primitives: list[Primitive] = field(default_factory=list)
     glossy: bool = False  # shade with the materials' specular reflection (else Lambertian only)
+    environment: str = "sky"  # what glossy materials reflect: a key of synthetic_shading.ENVIRONMENTS
 
 
 def _diffuse_scene() -> Scene:
@@ -162,7 +170,17 @@ def _thin_scene() -> Scene:
     return Scene(prims)
 
 
-_SCENE_BUILDERS = {"diffuse": _diffuse_scene, "glossy": _glossy_scene, "thin": _thin_scene}
+def _mirror_scene() -> Scene:
+    sphere = Sphere(np.array([0.05, 0.05, 0.22]), 0.62,
+                    Material(_constant((0.0, 0.0, 0.0)), f0=1.0, tint=(0.95, 0.95, 0.95)))
+    capsule = Capsule(np.array([-0.70, 0.55, -0.62]), np.array([0.65, -0.60, -0.62]), 0.20,
+                      Material(_stripes(5, (0.30, 0.18, 0.05), (0.18, 0.10, 0.03)), f0=0.6,
+                               tint=(1.0, 0.78, 0.35), roughness=0.25))
+    return Scene([sphere, capsule], glossy=True, environment="room")
+
+
+_SCENE_BUILDERS = {"diffuse": _diffuse_scene, "glossy": _glossy_scene, "thin": _thin_scene,
+                   "mirror": _mirror_scene}
 
 
 def check_scene_kind(kind: str) -> None:

@@ -89,7 +89,8 @@ def _load_splits(root: Path, downscale: int) -> tuple[dict[str, BlenderSplit], b
 def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
     """Data stage: write results/data/{scene} (see the module docstring) from a scene's settings.
 
-    scene: {"synthetic": "diffuse"|"glossy"|"thin", "resolution", "n_train", "n_val", "n_test", "seed"}
+    scene: {"synthetic": one of synthetic.SCENES ("diffuse", "glossy", "thin", "mirror"), "resolution",
+    "n_train", "n_val", "n_test", "seed"}
     or {"path": folder of a Blender-format dataset}; both may carry "downscale" (default 1),
     "near" (2) and "far" (6).
     """
