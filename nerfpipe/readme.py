@@ -10,13 +10,18 @@ from pathlib import Path
 
 from nerfpipe import io as nio
 from nerfpipe.errors import NerfpipeError
+from nerfpipe.reporting.content import RESULTS_TITLE
 
 START, END = "<!-- demo-table:start -->", "<!-- demo-table:end -->"
 
 
 def first_table(markdown: str) -> str:
-    """The first markdown table (consecutive lines starting with '|') of a document."""
+    """The results table: the first markdown table (consecutive lines starting with '|') after the
+    "## Results" heading, which a report has when its claims section comes first; else the first."""
     lines, table = markdown.splitlines(), []
+    heading = f"## {RESULTS_TITLE}"
+    if heading in lines:
+        lines = lines[lines.index(heading) + 1:]
     for line in lines:
         if line.startswith("|"):
             table.append(line)

@@ -34,3 +34,9 @@ def test_missing_markers_or_report_are_errors(tmp_path) -> None:
         update_readme(report, readme)
     with pytest.raises(NerfpipeError, match="report not found"):
         update_readme(tmp_path / "missing.md", readme)
+
+
+def test_the_results_table_is_taken_when_a_claims_table_comes_first() -> None:
+    md = ("# report\n\n## Claims\n\n| id | verdict |\n|---|---|\n| c | reproduced |\n\n"
+          "## Results\n\nScenes: a\n\n| Scene | PSNR |\n|---|---:|\n| a | 30.00 |\n\ntext\n")
+    assert first_table(md) == "| Scene | PSNR |\n|---|---:|\n| a | 30.00 |"

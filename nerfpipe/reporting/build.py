@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nerfpipe.io import write_text
 from nerfpipe.layout import REPORT_DIRS, REPORT_FILES
-from nerfpipe.reporting import collect, figures, media, tables
+from nerfpipe.reporting import claims, collect, figures, media, tables
 from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.html import html
 from nerfpipe.reporting.manifest import Manifest
@@ -35,6 +35,7 @@ def write_report(m: Manifest, out_dir: Path) -> None:
         table=table, paired=paired, notes=tables.footnotes(runs), plots=plots, media=copies,
         pairs=collect.ablation_pairs(m), ablations=ablations, concentration=concentration,
         distillation=distillation, published=published_section(m, runs),
+        claims=claims.claims_table(runs, m.claims, m.scenes),
     )
     for name in REPORT_DIRS.values():
         (out_dir / name).mkdir(parents=True, exist_ok=True)

@@ -39,6 +39,9 @@ ORBITS_SENTENCE = "Orbit videos of every scene and variant are in the Renders se
 STRIP_CAPTION = f"test view {STRIP_VIEW}: ground truth | prediction | error"
 PUBLISHED_TITLE = "Published figures beside reproduced ones"
 PUBLISHED_RUNS_SENTENCE = "The runs compared, with the hardware, iterations and wall time of their training:"
+CLAIMS_TITLE = "Claims"
+RESULTS_TITLE = "Results"  # a heading only when the claims section comes before the results
+CLAIM_NOTES_SENTENCE = "Notes on the claims:"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,11 @@ class ReportContent:
     concentration: pd.DataFrame  # collect.concentration
     distillation: list[tuple[str, str, int, str]]  # (scene, variant, seed, path)
     published: PublishedSection | None = None  # published.published_section; None: no run matches
+    claims: pd.DataFrame | None = None  # claims.claims_table; None or empty: no claims section
+
+    @property
+    def has_claims(self) -> bool:
+        return self.claims is not None and len(self.claims) > 0
 
     @property
     def show_std(self) -> bool:
@@ -98,6 +106,19 @@ def paired_intro(baseline: str) -> str:
         f"Differences are variant − {baseline} over matched (scene, seed) pairs, with a "
         f"{CONFIDENCE:.0%} confidence interval from the t distribution; a verdict needs the interval "
         "to exclude 0."
+    )
+
+
+def claims_intro() -> str:
+    return (
+        "Each row is a paper's claim tested on these runs (declared in the config's `claims:`, computed "
+        "by nerfpipe/reporting/claims.py). Difference = variant − comparator over matched (scene, seed) "
+        f"pairs: mean and {CONFIDENCE:.0%} confidence interval from the t distribution. The claimed "
+        "difference is > 0 (the variant's metric is higher) or < 0 (lower); for a non-inferiority claim "
+        "(the variant is not worse by more than a margin) it is > -margin or < +margin. "
+        "Reproduced: the interval lies entirely on the claimed side; not reproduced: entirely on the "
+        "other side; inconclusive: it contains the threshold, there are fewer than 2 pairs, or the "
+        "metric was not measured."
     )
 
 

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from nerfpipe.errors import NerfpipeError
+from nerfpipe.reporting import claims as claim_text
 from nerfpipe.reporting import content as text
 from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.files import STRIP_VIEW
@@ -99,6 +100,24 @@ def _results(c: ReportContent) -> dict[str, Any]:
         "mean_row": MEAN_ROW,
         "notes": [{"key": key, "id": note_ids[key], "text": note} for key, note in c.notes.items()],
     }
+
+
+def _claims(c: ReportContent) -> dict[str, Any] | None:
+    """The claims section (None: left out, no claims declared)."""
+    if not c.has_claims:
+        return None
+    rows = []
+    for _, row in c.claims.iterrows():
+        mean, ci = claim_text.number_cells(row)
+        rows.append({
+            "text": [row["id"], row["paper"], row["claim"], row["metric"], claim_text.compared_text(row),
+                     ", ".join(row["scenes"]), claim_text.claimed_text(row)],
+            "numbers": [(str(row["n"]), _sort_key(row["n"])), (mean, _sort_key(row["mean_diff"])),
+                        (ci, _sort_key(row["ci_low"]))],
+            "verdict": row["verdict"], "reason": row["reason"],
+        })
+    notes = [{"id": row["id"], "text": row["note"]} for _, row in c.claims.iterrows() if row["note"]]
+    return {"intro": text.claims_intro().split("`"), "rows": rows, "notes": notes}  # odd parts are code
 
 
 def _paired(c: ReportContent) -> list[dict[str, Any]]:
@@ -209,6 +228,7 @@ def page_values(c: ReportContent, out_dir: Path) -> dict[str, Any]:
     open_all = len(c.scenes) * len(c.variants) <= OPEN_UP_TO
     return {
         "text": text,
+        "claims": _claims(c),
         "settings": text.settings_sentence(c),
         "legacy_sentence": text.legacy_sentence(c),
         "show_std": c.show_std,

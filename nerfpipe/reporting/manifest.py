@@ -2,25 +2,29 @@
 
     {"scenes": [...], "variants": [...], "seeds": [...], "baseline": "nerf",
      "ablations": {ablation: base, ...},
+     "claims": [{"id", "paper", "claim", "metric", "variant", "comparator", "direction",
+                 optional "scenes", "margin", "note"}, ...],     (optional: none when absent)
      "runs": [{"scene", "variant", "seed", "summary", "train_log", "config", "metrics",
                "per_image", "weights", "renders", "rgb_gif", "depth_gif", "normal_gif",
                "rgb_mp4"}, ...]}     (paths; relative ones from the current folder)
 
 The workflow's `report_manifest` rule writes it from its declared inputs (`write_manifest`); by
 hand, `manifest_from_config` / `manifest_from_results` build the same from nerfpipe.layout.
-`check_manifest` turns it into a `Manifest`, naming the source and the key of any error.
+`check_manifest` turns it into a `Manifest`, naming the source and the key of any error. The claims
+(the config's `claims:`, see nerfpipe.reporting.claims) are left out of a manifest that has none.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.io import parse_json, read_json, write_json, write_text
 from nerfpipe.layout import EVAL_FILES, EVAL_RENDERS, NAME_RE, RENDER_FILES, TRAIN_FILES, run_dir, run_rel
+from nerfpipe.reporting.claims import check_claims
 
 # What the report reads of one run, by manifest key: the layout's file names (nerfpipe.layout)
 # and the stage folder each lies in. `renders` is a folder (evaluation renders), the rest files.
@@ -41,6 +45,7 @@ RUN_FOLDERS = ("renders",)
 NULLABLE_FILES = ("normal_gif",)  # null: that run has no normals GIF
 SETTINGS_KEYS = ("scenes", "variants", "seeds", "baseline", "ablations")
 MANIFEST_KEYS = (*SETTINGS_KEYS, "runs")
+OPTIONAL_MANIFEST_KEYS = ("claims",)
 RUN_KEYS = ("scene", "variant", "seed", *RUN_FILES)
 
 RunKey = tuple[str, str, int]
@@ -57,6 +62,7 @@ class Manifest:
     baseline: str
     ablations: dict[str, str]
     runs: dict[RunKey, dict[str, Path | None]]  # in the manifest's order
+    claims: list[dict[str, Any]] = field(default_factory=list)  # reporting.claims; none: no section
 
     def files(self, scene: str, variant: str, seed: int) -> dict[str, Path | None]:
         return self.runs[(scene, variant, seed)]
@@ -147,9 +153,10 @@ def check_manifest(value: Any, source: str) -> Manifest:
     if isinstance(value, Manifest):
         return value
     obj = _object(value, source)
-    _keys(obj, source, MANIFEST_KEYS, MANIFEST_KEYS)
+    _keys(obj, source, MANIFEST_KEYS, (*MANIFEST_KEYS, *OPTIONAL_MANIFEST_KEYS))
     settings = check_settings({k: obj[k] for k in SETTINGS_KEYS}, source, ablations_required=True)
     scenes, variants, seeds = settings["scenes"], settings["variants"], settings["seeds"]
+    claims = check_claims(obj.get("claims", []), variants, scenes, f"{source}: claims")
     entries = obj["runs"]
     if not isinstance(entries, list):
         raise NerfpipeError(f"{source}: runs: expected a list of run objects, got {_kind(entries)}")
@@ -181,7 +188,7 @@ def check_manifest(value: Any, source: str) -> Manifest:
             f"{source}: runs: no entry for {', '.join(absent[:3])}{more} (every scene x variant x seed "
             "must be listed)"
         )
-    return Manifest(source=source, runs=runs, **settings)
+    return Manifest(source=source, runs=runs, claims=claims, **settings)
 
 
 def load_manifest(path: str | Path) -> Manifest:
@@ -197,9 +204,11 @@ def manifest_from_results(
     baseline: str,
     ablations: dict[str, str] | None = None,
     source: str = "report",
+    claims: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The manifest of runs laid out below `results_dir` as nerfpipe.layout places them (what the
-    workflow's report_manifest rule writes from its declared inputs), as a JSON-ready dict."""
+    workflow's report_manifest rule writes from its declared inputs), as a JSON-ready dict;
+    `claims` (reporting.claims) go in when there are any."""
     settings = check_settings(
         {"scenes": scenes, "variants": variants, "seeds": seeds, "baseline": baseline,
          "ablations": dict(ablations or {})},
@@ -213,14 +222,14 @@ def manifest_from_results(
         for key, (stage, name) in RUN_FILES.items():
             entry[key] = str(run_dir(results_dir, stage, scene, variant, seed) / name)
         runs.append(entry)
-    return {**settings, "runs": runs}
+    return {**settings, **_claims(claims, settings, source), "runs": runs}
 
 
 def manifest_from_config(cfg: dict[str, Any], results: str | Path | None = None,
                          source: str = "config") -> dict[str, Any]:
     """manifest_from_results for a loaded config (nerfpipe.config.load_config): its scenes,
-    variants, seeds, report.baseline and ablations (variants with `base:`), below `results`
-    (default: the config's results root)."""
+    variants, seeds, report.baseline, ablations (variants with `base:`) and claims, below
+    `results` (default: the config's results root)."""
     return manifest_from_results(
         cfg["results"] if results is None else results,
         list(cfg["scenes"]),
@@ -229,13 +238,16 @@ def manifest_from_config(cfg: dict[str, Any], results: str | Path | None = None,
         cfg["report"]["baseline"],
         {name: v["base"] for name, v in cfg["variants"].items() if "base" in v},
         source=source,
+        claims=cfg.get("claims", []),
     )
 
 
-def manifest_from_inputs(settings: str | dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
-    """The manifest the workflow's report_manifest rule writes: `settings` (its params, JSON) and
-    one run per scene x variant x seed in expand order, taking the i-th file of each named input
-    list (`inputs`: RUN_FILES key -> the rule's input list for that key)."""
+def manifest_from_inputs(settings: str | dict[str, Any], inputs: dict[str, Any],
+                         claims: str | list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The manifest the workflow's report_manifest rule writes: `settings` (its params, JSON),
+    `claims` (its params, JSON; left out when none) and one run per scene x variant x seed in
+    expand order, taking the i-th file of each named input list (`inputs`: RUN_FILES key -> the
+    rule's input list for that key)."""
     source = "report_manifest"
     if isinstance(settings, str):
         settings = parse_settings(settings, f"{source}: params.settings")
@@ -252,16 +264,26 @@ def manifest_from_inputs(settings: str | dict[str, Any], inputs: dict[str, Any])
         {"scene": scene, "variant": variant, "seed": seed, **{key: lists[key][i] for key in RUN_FILES}}
         for i, (scene, variant, seed) in enumerate(order)
     ]
-    return {**settings, "runs": runs}
+    if isinstance(claims, str):
+        claims = parse_json(claims, f"{source}: params.claims")
+    return {**settings, **_claims(claims, settings, f"{source}: params"), "runs": runs}
+
+
+def _claims(claims: Any, settings: dict[str, Any], source: str) -> dict[str, Any]:
+    """{"claims": [...]} checked against the settings, or {} when there are none."""
+    if not claims:
+        return {}
+    return {"claims": check_claims(claims, settings["variants"], settings["scenes"], f"{source}: claims")}
 
 
 def write_manifest(path: str | Path, settings: str | dict[str, Any], inputs: dict[str, Any],
-                   log: str | Path | None = None) -> None:
+                   log: str | Path | None = None, claims: str | list[dict[str, Any]] | None = None) -> None:
     """manifest_from_inputs written to `path` (JSON), with a one-line note in `log`."""
-    manifest = manifest_from_inputs(settings, inputs)
+    manifest = manifest_from_inputs(settings, inputs, claims)
     write_json(path, manifest)
     if log is not None:
-        write_text(log, f"report_manifest: {len(manifest['runs'])} runs -> {path}\n")
+        claims_note = f", {len(manifest['claims'])} claims" if "claims" in manifest else ""
+        write_text(log, f"report_manifest: {len(manifest['runs'])} runs{claims_note} -> {path}\n")
 
 
 def check_inputs(m: Manifest) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from nerfpipe.reporting import claims as claim_text
 from nerfpipe.reporting import content as text
 from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.files import STRIP_VIEW
@@ -34,6 +35,7 @@ def markdown(c: ReportContent) -> str:
     lines = [
         f"# {text.TITLE}",
         "",
+        *_claims(c),
         text.settings_sentence(c),
         "",
         "The headline metric is **PSNR** = mean over test images of −10·log10(MSE), images in [0, 1]. "
@@ -84,6 +86,28 @@ def markdown(c: ReportContent) -> str:
     lines += _published(c)
     lines += ["## Runs", "", runs_table(c.runs), ""]
     return "\n".join(lines)
+
+
+def _claims(c: ReportContent) -> list[str]:
+    """The claims section and the Results heading after it; nothing when no claims are declared."""
+    if not c.has_claims:
+        return []
+    lines = [
+        f"## {text.CLAIMS_TITLE}", "", text.claims_intro(), "",
+        f"| Id | Paper | Claim | Metric | Variant − comparator | Scenes | Claimed | Pairs | Mean difference "
+        f"| {CONFIDENCE:.0%} CI | Verdict | Reason |",
+        "|---|---|---|---|---|---|---|---:|---:|---:|---|---|",
+    ]
+    for _, row in c.claims.iterrows():
+        mean, ci = claim_text.number_cells(row)
+        cells = [row["id"], row["paper"], row["claim"], row["metric"], claim_text.compared_text(row),
+                 ", ".join(row["scenes"]), claim_text.claimed_text(row), row["n"], mean, ci,
+                 f"**{row['verdict']}**", row["reason"]]
+        lines.append("| " + " | ".join(md_escape(cell) for cell in cells) + " |")
+    notes = [(row["id"], row["note"]) for _, row in c.claims.iterrows() if row["note"]]
+    if notes:
+        lines += ["", text.CLAIM_NOTES_SENTENCE, ""] + [f"- {md_escape(i)}: {md_escape(n)}" for i, n in notes]
+    return [*lines, "", f"## {text.RESULTS_TITLE}", ""]
 
 
 def _results_table(c: ReportContent) -> list[str]:

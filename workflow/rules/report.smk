@@ -30,13 +30,15 @@ rule report_manifest:
     params:
         # as JSON, so a changed baseline or ablation reruns the manifest and so the report
         settings=REPORT_SETTINGS,
+        # the config's claims (the report's Claims section; none: left out of the manifest), as JSON
+        claims=json.dumps(CFG["claims"], sort_keys=True),
     log:
         log_path("report", "manifest"),
     localrule: True
     run:
         from nerfpipe.reporting import write_manifest  # here: pandas and scipy only when it runs
 
-        write_manifest(output[0], params.settings, dict(input.items()), log[0])
+        write_manifest(output[0], params.settings, dict(input.items()), log[0], claims=params.claims)
 
 
 rule report:
