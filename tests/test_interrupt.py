@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from processes import stopped_in_group
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "config" / "smoke.yaml"
@@ -94,20 +95,6 @@ def wait_until_gone(workdir: Path) -> bool:
             return False
         time.sleep(0.05)
     return True
-
-
-def stopped_in_group(pgid: int) -> list[int]:
-    """Pids of the stopped (state T) processes of process group `pgid`."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] in ("T", "t"):
-                pids.append(int(entry.name))
-    return pids
 
 
 def default_sigint() -> None:

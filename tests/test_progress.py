@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from processes import stopped_in_group, wait_stopped
 
 from nerfpipe import cli, progress
 from nerfpipe import io as nio
@@ -46,17 +47,6 @@ def _start(cmd: list[str], pause_at: int | None) -> subprocess.Popen:
     # stdout and stderr both a pipe, so neither is a terminal
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             bufsize=1)
-
-
-def _wait_stopped(proc: subprocess.Popen) -> bool:
-    """Wait until `proc` stops itself at the failpoint (True) or exits (False)."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while proc.poll() is None and time.monotonic() < deadline:
-        state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state in ("T", "t"):
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def _csv_iterations(path: Path) -> list[int]:
@@ -93,7 +83,7 @@ def test_training_prints_progress_lines_and_grows_its_log_while_running(tiny_sce
         assert [int(m.group(2)) for m in seen] == [40, 40]
         assert int(seen[0].group(1)) < int(seen[1].group(1)) <= 40
 
-        assert _wait_stopped(proc), "training never reached its checkpoint of iteration 20"
+        assert wait_stopped(proc), "training never reached its checkpoint of iteration 20"
         log = out / "train_log.csv"
         assert _csv_iterations(log) == [5, 10, 15, 20]  # exactly what the checkpoint holds
         assert log.read_text() == _csv_text(_checkpoint_rows(out, 20))
@@ -120,7 +110,7 @@ def test_resumed_training_log_starts_from_the_checkpoint_rows(tiny_scene, tmp_pa
     settings = {**TINY, "log_every": 2, "ckpt_every": 10, "iterations": 30}
     first = _start(_train_cmd(tiny_scene, out, settings), pause_at=10)
     try:
-        assert _wait_stopped(first), "training never reached its checkpoint of iteration 10"
+        assert wait_stopped(first), "training never reached its checkpoint of iteration 10"
     finally:
         first.kill()
         first.wait()
@@ -131,7 +121,7 @@ def test_resumed_training_log_starts_from_the_checkpoint_rows(tiny_scene, tmp_pa
         f.write(log.read_text().splitlines()[-1].replace("10,", "12,", 1) + "\r\n")
     second = _start(_train_cmd(tiny_scene, out, settings), pause_at=20)
     try:
-        assert _wait_stopped(second), "resumed training never reached its checkpoint of iteration 20"
+        assert wait_stopped(second), "resumed training never reached its checkpoint of iteration 20"
         assert _csv_iterations(log) == list(range(2, 21, 2))
         assert log.read_text() == _csv_text(_checkpoint_rows(out, 20))
         second.send_signal(signal.SIGCONT)
@@ -326,18 +316,6 @@ def test_tensorboard_switches(tiny_scene, tmp_path, capsys, monkeypatch) -> None
     assert not (tmp_path / "asked").exists()
 
 
-def _stopped_in_group(pgid: int) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] in ("T", "t"):
-                return True
-    return False
-
-
 def test_a_running_workflow_job_shows_progress_in_its_rule_log(tmp_path) -> None:
     """Under Snakemake (output redirected to the rule's log file) a training job's log holds
     progress lines and its train_log.csv holds rows while the job still runs: the trainer pauses
@@ -362,7 +340,7 @@ def test_a_running_workflow_job_shows_progress_in_its_rule_log(tmp_path) -> None
     csv_log = tmp_path / "results" / "train" / "diffuse" / "nerf" / "seed0" / "train_log.csv"
     try:
         deadline = time.monotonic() + TIMEOUT_S
-        while not _stopped_in_group(proc.pid):
+        while not stopped_in_group(proc.pid):
             assert proc.poll() is None, f"the workflow ended before training paused:\n{proc.stdout.read()}"
             assert time.monotonic() < deadline, "training never reached its checkpoint of iteration 20"
             time.sleep(0.05)

@@ -15,13 +15,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
 import torch
 import yaml
+from processes import wait_stopped
 
 REPO = Path(__file__).resolve().parent.parent
 SMOKE = REPO / "config" / "smoke.yaml"
@@ -153,24 +153,13 @@ def _train_cmd(tiny_scene: dict[str, Path], out: Path, lr: float) -> list[str]:
             str(tiny_scene["rays"]), "--out", str(out), "--settings", json.dumps(settings), "--threads", "1"]
 
 
-def _wait_stopped(pid: int) -> None:
-    """Wait until process `pid` is stopped (state T): it paused itself at the failpoint."""
-    deadline = time.monotonic() + TIMEOUT_S
-    while time.monotonic() < deadline:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state in ("T", "t"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} never reached the failpoint")
-
-
 def test_second_trainer_on_one_folder_is_refused_and_the_first_completes(tiny_scene, tmp_path):
     out = tmp_path / "run"
     env = environment(NERFPIPE_PAUSE_AFTER_CHECKPOINT="10", PYTHONPATH=str(REPO))
     first = subprocess.Popen(_train_cmd(tiny_scene, out, 1e-2), env=env, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        _wait_stopped(first.pid)  # holds the lock, paused mid-training
+        assert wait_stopped(first), "the first trainer never reached its checkpoint"  # holds the lock
         second = subprocess.run(_train_cmd(tiny_scene, out, 5e-3), env=environment(PYTHONPATH=str(REPO)),
                                 text=True, capture_output=True, timeout=TIMEOUT_S)
         assert second.returncode == 2, second.stderr

@@ -8,11 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from processes import wait_stopped
 
 from nerfpipe import config as cfgmod
 from nerfpipe.errors import NerfpipeError
@@ -79,16 +79,6 @@ def _newest_checkpoint(out: Path) -> str | None:
     return ckpts[-1].name if ckpts else None
 
 
-def _wait_stopped(proc: subprocess.Popen) -> bool:
-    """Wait until `proc` stops itself at the failpoint (True) or exits (False)."""
-    while proc.poll() is None:
-        state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        if state in ("T", "t"):
-            return True
-        time.sleep(0.01)
-    return False
-
-
 @pytest.mark.parametrize("method", ["nerf", "mipnerf360"])
 def test_sigkill_and_resume_is_bit_identical(tiny_scene, tmp_path, method) -> None:
     """Kill training with SIGKILL three times, each between two checkpoints (the trainer pauses
@@ -105,7 +95,7 @@ def test_sigkill_and_resume_is_bit_identical(tiny_scene, tmp_path, method) -> No
         proc = subprocess.Popen(_train_cmd(tiny_scene, out, settings), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=env)
         try:
-            assert _wait_stopped(proc), f"training never reached iteration {pause_at}"
+            assert wait_stopped(proc), f"training never reached iteration {pause_at}"
             assert _newest_checkpoint(out) == f"ckpt_{pause_at - 4:08d}.pt"
         finally:
             proc.send_signal(signal.SIGKILL)
