@@ -26,7 +26,6 @@ from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.files import STRIP_VIEW
 from nerfpipe.reporting.published import fmt_resolution, fmt_value, metric_label
 from nerfpipe.reporting.tables import (
-    COLUMNS,
     MEAN_ROW,
     RUN_DETAIL_COLUMNS,
     cell_note,
@@ -37,6 +36,7 @@ from nerfpipe.reporting.tables import (
     fmt_seconds,
     run_detail,
     table_cells,
+    table_columns,
 )
 from nerfpipe.stats import CONFIDENCE
 
@@ -86,16 +86,17 @@ def _sort_key(value: Any) -> str:
 def _results(c: ReportContent) -> dict[str, Any]:
     note_ids = {key: i + 1 for i, key in enumerate(c.notes)}
     scenes, means = [], []
-    for row, cells in table_cells(c.table, c.show_std):
+    columns = table_columns(c.table)
+    for row, cells in table_cells(c.table, c.show_std, columns):
         out = []
-        for col, (value, best) in zip(COLUMNS, cells, strict=True):
+        for col, (value, best) in zip(columns, cells, strict=True):
             note = cell_note(col, value, c.notes)
             out.append({"text": value, "best": best, "sort": _sort_key(row[col.key]), "note": note,
                         "note_id": note_ids.get(note)})
         target = means if row["scene"] == MEAN_ROW else scenes
         target.append({"scene": row["scene"], "variant": row["variant"], "cells": out})
     return {
-        "heads": [col.label for col in COLUMNS],
+        "heads": [col.label for col in columns],
         "bodies": [body for body in (scenes, means) if body],
         "mean_row": MEAN_ROW,
         "notes": [{"key": key, "id": note_ids[key], "text": note} for key, note in c.notes.items()],

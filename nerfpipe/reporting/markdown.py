@@ -11,7 +11,6 @@ from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.files import STRIP_VIEW
 from nerfpipe.reporting.published import fmt_resolution, fmt_value, metric_label
 from nerfpipe.reporting.tables import (
-    COLUMNS,
     MEAN_ROW,
     RUN_DETAIL_COLUMNS,
     cell_note,
@@ -22,6 +21,7 @@ from nerfpipe.reporting.tables import (
     fmt_seconds,
     run_detail,
     table_cells,
+    table_columns,
 )
 from nerfpipe.stats import CONFIDENCE
 
@@ -111,13 +111,14 @@ def _claims(c: ReportContent) -> list[str]:
 
 
 def _results_table(c: ReportContent) -> list[str]:
+    columns = table_columns(c.table)
     lines = [
-        "| Scene | Variant | " + " | ".join(col.label for col in COLUMNS) + " |",
-        "|" + "---|" * 2 + "---:|" * len(COLUMNS),
+        "| Scene | Variant | " + " | ".join(col.label for col in columns) + " |",
+        "|" + "---|" * 2 + "---:|" * len(columns),
     ]
-    for row, cells in table_cells(c.table, c.show_std):
+    for row, cells in table_cells(c.table, c.show_std, columns):
         texts = []
-        for col, (value, best) in zip(COLUMNS, cells, strict=True):
+        for col, (value, best) in zip(columns, cells, strict=True):
             note = cell_note(col, value, c.notes)
             value = f"**{value}**" if best else value
             texts.append(value + (f"[^{note}]" if note else ""))

@@ -50,6 +50,15 @@ COLUMNS: tuple[Column, ...] = (
     Column("rays_per_second", "Rays/s", 0, None),
     Column("n_params", "Params", 0, None),
 )
+# Measured against ground-truth depth (nerfpipe.stages.evaluate, metrics.floater_fraction): shown only
+# when some run has them, so reports of older results or of scenes without depth keep their columns.
+# floater_fraction: the share of the rendering weight farther than floater_distance from the true
+# surface (mip-NeRF 360 sec. 4); depth_mae: mean |rendered - true| z-depth over the foreground.
+DEPTH_COLUMNS: tuple[Column, ...] = (
+    Column("floater_fraction", "Floaters ↓", 3, "lower"),
+    Column("depth_mae", "Depth MAE ↓", 3, "lower"),
+)
+ALL_COLUMNS = COLUMNS + DEPTH_COLUMNS
 PAIRED_METRICS = ("psnr", "ssim", "lpips", "normal_mae_deg")
 PAIRED_COLUMNS = (
     "variant",
@@ -87,6 +96,17 @@ RUN_DETAIL_COLUMNS = (
 # ---------------------------------------------------------------------------- aggregation
 
 
+def table_columns(frame: pd.DataFrame) -> tuple[Column, ...]:
+    """The columns of the report table for `frame` (collect's runs or `aggregate`'s table): COLUMNS,
+    then each of DEPTH_COLUMNS that some row of `frame` has a value of."""
+    present = tuple(c for c in DEPTH_COLUMNS if c.key in frame.columns and frame[c.key].notna().any())
+    return COLUMNS + present
+
+
+def _depth_metrics(df: pd.DataFrame) -> tuple[str, ...]:
+    return tuple(c.key for c in table_columns(df) if c in DEPTH_COLUMNS)
+
+
 def _std(values: pd.Series) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else math.nan
 
@@ -97,10 +117,11 @@ def aggregate(df: pd.DataFrame, scenes: list[str], variants: list[str]) -> pd.Da
     A mean row holds the mean over scenes (and seeds); its std is the spread over seeds of
     the per-seed scene average. A metric missing (NaN) in any run stays NaN in its cell.
     Adds best_<metric> flags for the ranked columns, computed within each scene (and
-    among the mean rows).
+    among the mean rows). The columns are `table_columns(df)`.
     """
     rows = []
-    keys = [c.key for c in COLUMNS]
+    columns = table_columns(df)
+    keys = [c.key for c in columns]
     for scene in [*scenes, MEAN_ROW]:
         for variant in variants:
             sub = df[df["variant"] == variant]
@@ -119,7 +140,7 @@ def aggregate(df: pd.DataFrame, scenes: list[str], variants: list[str]) -> pd.Da
                 row[f"{key}_std"] = _std(per_seed)
             rows.append(row)
     agg = pd.DataFrame(rows)
-    for col in COLUMNS:
+    for col in columns:
         if col.better is None:
             continue
         flag = np.zeros(len(agg), dtype=bool)
@@ -133,13 +154,14 @@ def aggregate(df: pd.DataFrame, scenes: list[str], variants: list[str]) -> pd.Da
 
 
 def paired_table(df: pd.DataFrame, variants: list[str], baseline: str) -> pd.DataFrame:
-    """Paired comparison of every variant against `baseline` on the ranked metrics."""
+    """Paired comparison of every variant against `baseline` on the ranked metrics (PAIRED_METRICS, then
+    the depth metrics that some run has)."""
     rows = []
-    better = {c.key: c.better for c in COLUMNS}
+    better = {c.key: c.better for c in ALL_COLUMNS}
     for variant in variants:
         if variant == baseline:
             continue
-        for metric in PAIRED_METRICS:
+        for metric in (*PAIRED_METRICS, *_depth_metrics(df)):
             res = paired_comparison(df, metric, baseline, variant)
             if res["n"] == 0:
                 continue  # the metric is missing for one side in every pair (e.g. no LPIPS)
@@ -162,10 +184,11 @@ def ablation_table(m: Manifest, df: pd.DataFrame, conc: pd.DataFrame) -> pd.Data
     """Per scene and ablation pair: metric differences ablation − base over matched seeds
     (figures_repro.ablation_metric_diffs), the settings that differ (config.json of the first
     seed), the mean spread of both (from `conc`, collect.concentration) and the names of the
-    pair's figures (files.ablation_figures)."""
+    pair's figures (files.ablation_figures). Beside d_psnr and d_ssim, the differences of the depth
+    metrics that some run has (d_floater_fraction: the distortion loss's effect on floaters)."""
     seed = m.seeds[0]
     pairs = {a: m.ablations[a] for a in m.variants if a in m.ablations}
-    diffs = repro.ablation_metric_diffs(df, m.scenes, pairs)
+    diffs = repro.ablation_metric_diffs(df, m.scenes, pairs, ("psnr", "ssim", *_depth_metrics(df)))
     rows = []
     for _, d in diffs.iterrows():
         scene, ablation, base = d["scene"], d["ablation"], d["base"]
@@ -227,12 +250,14 @@ def cell(col: Column, row: pd.Series, show_std: bool) -> str:
     return text
 
 
-def table_cells(agg: pd.DataFrame, show_std: bool) -> list[tuple[pd.Series, list[tuple[str, bool]]]]:
-    """For each table row: the row and its cells as (text, is_best)."""
+def table_cells(agg: pd.DataFrame, show_std: bool,
+                columns: tuple[Column, ...] = COLUMNS) -> list[tuple[pd.Series, list[tuple[str, bool]]]]:
+    """For each table row: the row and its cells as (text, is_best), one per column of `columns`
+    (`table_columns(agg)` for every column the table has)."""
     out = []
     for _, row in agg.iterrows():
         cells = []
-        for col in COLUMNS:
+        for col in columns:
             best = bool(row.get(f"best_{col.key}", False))
             cells.append((cell(col, row, show_std), best))
         out.append((row, cells))
@@ -253,6 +278,11 @@ def footnotes(df: pd.DataFrame) -> dict[str, str]:
             "Normal MAE not available: the evaluation recorded no normal error for these runs "
             "(no ground-truth normals or no normals rendered)."
         )
+    if any(df[key].isna().any() for key in _depth_metrics(df)):
+        notes["depth"] = (
+            "Floaters and depth MAE not available: the scene has no ground-truth depth, or the run was "
+            "evaluated before these metrics existed."
+        )
     return notes
 
 
@@ -264,12 +294,14 @@ def cell_note(col: Column, text: str, notes: dict[str, str]) -> str | None:
         return "lpips"
     if col.key == "normal_mae_deg" and "normals" in notes:
         return "normals"
+    if col in DEPTH_COLUMNS and "depth" in notes:
+        return "depth"
     return None
 
 
 def digits(metric: str) -> int:
     """Decimals of a paired difference: one more than the metric's own."""
-    return next(c.digits for c in COLUMNS if c.key == metric) + 1
+    return next(c.digits for c in ALL_COLUMNS if c.key == metric) + 1
 
 
 def fmt_ci(res: pd.Series, n_digits: int) -> tuple[str, str]:
