@@ -42,6 +42,26 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                       "density_bias": 0.5},
 }
 
+# The methods each sample estimator is built for (`estimator` key). occgrid: NeRF only for now; mip-NeRF
+# would need the marched intervals as conical frustums, the proposal methods a grid in place of (or
+# beside) their proposal levels.
+ESTIMATOR_METHODS: dict[str, tuple[str, ...]] = {"stratified": METHODS, "occgrid": ("nerf",)}
+
+
+def check_estimator(settings: dict[str, Any], where: str) -> None:
+    """Refuse an estimator on a method it is not built for, and an empty `occ_aabb` (one NerfpipeError
+    naming `where`, e.g. `config.yaml: variants.mip_occ`)."""
+    estimator = settings.get("estimator", "stratified")
+    method = settings.get("method")
+    if method not in ESTIMATOR_METHODS.get(estimator, ()):
+        built = ", ".join(ESTIMATOR_METHODS.get(estimator, ()))
+        raise NerfpipeError(f"{where}: estimator {estimator} is built for method {built} only, not yet for "
+                            f"{method} (variant {settings.get('variant', '?')}); use estimator: stratified")
+    aabb = settings.get("occ_aabb")
+    if aabb is not None and not all(aabb[i] < aabb[i + 3] for i in range(3)):
+        raise NerfpipeError(f"{where}: occ_aabb: {aabb} must be (x0, y0, z0, x1, y1, z1) with x0 < x1, "
+                            "y0 < y1 and z0 < z1")
+
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML config (safe loader), validate it, fill defaults and cross-check it.
@@ -164,6 +184,8 @@ def _cross_check(cfg: dict[str, Any], source: str) -> None:
             _base_chain(cfg, name)
     except NerfpipeError as exc:
         raise NerfpipeError(f"{source}: {exc}") from None
+    for name in cfg["variants"]:
+        check_estimator(resolve_variant(cfg, name), f"{source}: variants.{name}")
 
     baseline = cfg["report"]["baseline"]
     if baseline not in cfg["variants"]:
@@ -177,3 +199,24 @@ def _cross_check(cfg: dict[str, Any], source: str) -> None:
             raise NerfpipeError(
                 f"{source}: scenes.{name}: near ({scene['near']}) must be less than far ({scene['far']})"
             )
+    _check_claims(cfg, source)
+
+
+def _check_claims(cfg: dict[str, Any], source: str) -> None:
+    """Each claim's variants and scenes are configured and its id is unique; errors name the claim."""
+    ids: set[str] = set()
+    for i, claim in enumerate(cfg.get("claims", [])):
+        where = f"{source}: claims.{i} ({claim['id']})"
+        if claim["id"] in ids:
+            raise NerfpipeError(f"{where}: id {claim['id']!r} names an earlier claim too")
+        ids.add(claim["id"])
+        for role in ("variant", "comparator"):
+            if claim[role] not in cfg["variants"]:
+                raise NerfpipeError(f"{where}: {role} {claim[role]!r} is not a configured variant; "
+                                    f"known variants: {', '.join(cfg['variants'])}")
+        if claim["variant"] == claim["comparator"]:
+            raise NerfpipeError(f"{where}: variant and comparator are both {claim['variant']!r}")
+        for scene in claim.get("scenes", []):
+            if scene not in cfg["scenes"]:
+                raise NerfpipeError(f"{where}: scenes: {scene!r} is not a configured scene; "
+                                    f"known scenes: {', '.join(cfg['scenes'])}")

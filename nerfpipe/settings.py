@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from nerfpipe.config import METHOD_DEFAULTS, METHODS
+from nerfpipe.config import METHOD_DEFAULTS, METHODS, check_estimator
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.schema import MAX_ERRORS, NAME_RE, check_against, load_schema, precheck_choices, schema_errors
 
@@ -31,13 +31,23 @@ RECORD_ONLY_KEYS = ("dataset_name",)
 # Settings that fix the shapes of the parameters (named when weights do not fit a model).
 ARCHITECTURE_KEYS = ("method", "net_depth", "net_width", "net_depth_fine", "net_width_fine", "pe_pos",
                      "pe_dir", "prop_samples", "prop_net_depth", "prop_net_width", "deg_view",
-                     "bottleneck_width", "dir_net_depth", "dir_net_width")
+                     "bottleneck_width", "dir_net_depth", "dir_net_width", "estimator", "occ_resolution")
+
+
+# The sample estimator and the occupancy grid's keys: weight settings of an `estimator: occgrid` variant.
+# With the default estimator (stratified) they cannot change the weights and are left out, so a run's
+# identity (and the train rule's rerun trigger) is what it was before the estimator existed.
+ESTIMATOR_KEYS = ("estimator", "occ_aabb", "occ_resolution", "occ_step_size", "occ_update_every",
+                  "occ_warmup_iterations", "occ_threshold", "occ_ema_decay", "occ_early_stop_eps")
 
 
 def weight_settings(settings: dict[str, Any]) -> dict[str, Any]:
     """The training settings that determine the weights (the rest: TRAIN_RUNTIME_KEYS, OUTPUT_KEYS,
-    RECORD_ONLY_KEYS). Same settings + same inputs + same seed give the same weights on CPU."""
+    RECORD_ONLY_KEYS, and ESTIMATOR_KEYS unless the estimator is occgrid). Same settings + same inputs
+    + same seed give the same weights on CPU."""
     skip = {*TRAIN_RUNTIME_KEYS, *OUTPUT_KEYS, *RECORD_ONLY_KEYS}
+    if settings.get("estimator", "stratified") != "occgrid":
+        skip.update(ESTIMATOR_KEYS)
     return {k: v for k, v in settings.items() if k not in skip}
 
 
@@ -85,6 +95,7 @@ def check_train_settings(settings: dict[str, Any], source: str = "--settings") -
         raise NerfpipeError(f"{source}: invalid training settings: " + "; ".join(errors[:MAX_ERRORS]))
     if not NAME_RE.match(settings["variant"]):
         raise NerfpipeError(f"{source}: variant: {settings['variant']!r} must match {NAME_RE.pattern}")
+    check_estimator(settings, source)
     return settings
 
 

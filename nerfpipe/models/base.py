@@ -57,14 +57,18 @@ def level_key(key: int | None, level: int) -> int | None:
     return None if key is None else key + 1 + level
 
 
+def key_iteration(key: int) -> int:
+    """The training iteration a step key carries (`training.step_key`): bits ITERATION_SHIFT and up."""
+    return (key >> ITERATION_SHIFT) & ((1 << ITERATION_BITS) - 1)
+
+
 def train_fraction(key: int | None, iterations: int) -> float:
     """Fraction of training done at the step whose key is `key`: multinerf's
     `train_frac = clip((step - 1) / (max_steps - 1), 0, 1)` with step = iteration + 1. A key of None
     (evaluation, rendering) means training is done: 1."""
     if key is None:
         return 1.0
-    iteration = (key >> ITERATION_SHIFT) & ((1 << ITERATION_BITS) - 1)
-    return min(max(iteration / max(iterations - 1, 1), 0.0), 1.0)
+    return min(max(key_iteration(key) / max(iterations - 1, 1), 0.0), 1.0)
 
 
 def clip_grad_norms_(groups: dict[str, list[nn.Parameter]], max_norm: float) -> dict[str, float]:
