@@ -125,6 +125,8 @@ def weight_profiles(model: RadianceModel, settings: dict, meta: dict, c2w: torch
 
 
 def level_names(method: str, n_levels: int) -> list[str]:
+    if n_levels == 1:  # one level: nerf with estimator occgrid (no coarse network)
+        return ["nerf"]
     if method in ("mipnerf360", "refnerf"):
         return [f"proposal {i}" for i in range(n_levels - 1)] + ["nerf"]
     return ["coarse"] + [f"fine {i}" if n_levels > 2 else "fine" for i in range(n_levels - 1)]

@@ -53,7 +53,7 @@ def compute_weights(density: Tensor, t: Tensor, directions: Tensor) -> tuple[Ten
     density_delta = density * delta
     alpha = 1 - torch.exp(-density_delta)
     optical_depth = torch.cumsum(density_delta[..., :-1], dim=-1)
-    transmittance = torch.exp(-torch.cat([torch.zeros_like(optical_depth[..., :1]), optical_depth], dim=-1))
+    transmittance = torch.exp(-torch.cat([torch.zeros_like(density_delta[..., :1]), optical_depth], dim=-1))
     return alpha * transmittance, transmittance
 
 

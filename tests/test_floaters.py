@@ -312,3 +312,12 @@ def test_golden_reports_have_no_depth_columns() -> None:
     for name in ("demo", "ablation"):
         assert "floater" not in (golden / name / "report.csv").read_text()
         assert "Floaters" not in (golden / name / "report.md").read_text()
+
+
+def test_level_names_follow_the_levels_of_each_method() -> None:
+    from nerfpipe.diagnostics import level_names
+
+    assert level_names("nerf", 2) == ["coarse", "fine"]
+    assert level_names("nerf", 1) == ["nerf"]  # estimator occgrid: one network, one level
+    assert level_names("mipnerf360", 3) == ["proposal 0", "proposal 1", "nerf"]
+    assert level_names("refnerf_paper", 3) == ["coarse", "fine 0", "fine 1"]

@@ -172,3 +172,15 @@ def test_rendering_gradients_edge_inputs_and_gradcheck() -> None:
     assert torch.autograd.gradcheck(
         lambda s, d: compute_weights(s, t, d), (density.requires_grad_(), dirs.requires_grad_())
     )
+
+
+def test_weights_of_a_single_interval_are_its_alpha() -> None:
+    """One interval per ray: nothing in front of it, so T = 1 and w = 1 - exp(-sigma delta)."""
+    density = torch.tensor([[0.5], [2.0]], dtype=torch.float64)
+    t = torch.tensor([[2.0, 3.0], [2.0, 2.5]], dtype=torch.float64)
+    directions = torch.tensor([[0.0, 0.0, -1.0], [0.0, 0.0, -2.0]], dtype=torch.float64)
+    weights, transmittance = compute_weights(density, t, directions)
+    assert weights.shape == (2, 1) and transmittance.shape == (2, 1)
+    assert torch.equal(transmittance, torch.ones(2, 1, dtype=torch.float64))
+    expected = 1 - torch.exp(-torch.tensor([[0.5 * 1.0], [2.0 * 0.5 * 2.0]], dtype=torch.float64))
+    torch.testing.assert_close(weights, expected, rtol=0, atol=1e-15)
