@@ -181,4 +181,5 @@ def evaluation_before_render(wildcards):
     render's own rerun triggers (params) whenever the evaluation reruns."""
     if not CFG["render_after_evaluate"]:
         return []
-    return out(f"eval/{wildcards.scene}/{wildcards.variant}/seed{wildcards.seed}/{layout.EVAL_FILES['metrics']}")
+    run = layout.run_rel(wildcards.scene, wildcards.variant, wildcards.seed)
+    return out(f"eval/{run}/{layout.EVAL_FILES['metrics']}")
