@@ -16,15 +16,27 @@ from torch import Tensor
 INTERLEVEL_EPS = 1e-7
 
 
-def mse(pred: Tensor, target: Tensor) -> Tensor:
-    """Mean squared error over all elements."""
-    return ((pred - target) ** 2).mean()
+def weighted_mean(x: Tensor, weights: Tensor) -> Tensor:
+    """`sum(w * x) / sum(w)` with per-ray weights [R, 1] broadcast over x [R, C]: mip-NeRF's loss
+    weighted by pixel area (sec. 5, multiscale; multinerf's `(lossmult * resid_sq).sum() / lossmult.sum()`
+    with lossmult broadcast to the colour's shape)."""
+    w = weights.to(x.dtype).expand_as(x)
+    return (w * x).sum() / w.sum()
 
 
-def softl1(pred: Tensor, target: Tensor, eps: float) -> Tensor:
+def mse(pred: Tensor, target: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Mean squared error over all elements; with per-ray `weights` [R, 1] their weighted mean."""
+    if weights is None:
+        return ((pred - target) ** 2).mean()
+    return weighted_mean((pred - target) ** 2, weights)
+
+
+def softl1(pred: Tensor, target: Tensor, eps: float, weights: Tensor | None = None) -> Tensor:
     """Charbonnier / soft-L1 loss `mean(sqrt(e^2 + eps))` over all elements (the legacy training loss;
-    `metrics.psnr_softl1` reports the matching figure)."""
-    return torch.sqrt((pred - target) ** 2 + eps).mean()
+    `metrics.psnr_softl1` reports the matching figure); with per-ray `weights` [R, 1] their weighted mean."""
+    if weights is None:
+        return torch.sqrt((pred - target) ** 2 + eps).mean()
+    return weighted_mean(torch.sqrt((pred - target) ** 2 + eps), weights)
 
 
 def outer_bound(t_query: Tensor, t_src: Tensor, w_src: Tensor) -> Tensor:

@@ -22,6 +22,9 @@ RAY_CACHE_WIDTHS = {"origins": 3, "directions": 3, "viewdirs": 3, "radii": 1, "r
 RAY_CACHE_ARRAYS = tuple(RAY_CACHE_WIDTHS)
 RAY_CACHE_FILES = tuple(f"{k}.npy" for k in RAY_CACHE_ARRAYS)
 RAY_CACHE_FORMAT = 1  # bump when the arrays' meaning changes: every cache's fingerprint changes
+# Arrays only a multiscale cache has (meta "multiscale": true): lossmult [P, 1], each ray's loss weight,
+# its pixel's area in full-resolution pixels (mip-NeRF sec. 5; nerfpipe.data.multiscale).
+RAY_CACHE_OPTIONAL_WIDTHS = {"lossmult": 1}
 # Ray caches above this size are gathered from the memory map batch by batch instead of loaded
 # (default of --max-in-memory; $NERFPIPE_MAX_IN_MEMORY_BYTES overrides it).
 MAX_IN_MEMORY_BYTES = 2 << 30
@@ -49,8 +52,9 @@ def max_in_memory_bytes(value: int | None = None) -> int:
 def load_ray_cache(rays_dir: Path) -> dict:
     """Memory-map a ray cache written by `build_ray_cache`.
 
-    Returns {"origins", "directions", "viewdirs": [P, 3], "radii": [P, 1], "rgba": [P, 4]}
-    (read-only np.memmap, float32) plus "meta" (the dict of meta.json).
+    Returns {"origins", "directions", "viewdirs": [P, 3], "radii": [P, 1], "rgba": [P, 4]}, with a
+    multiscale cache also "lossmult": [P, 1] (read-only np.memmap, float32), plus "meta" (the dict of
+    meta.json). P = n_images * H * W, or meta "n_rays" for a multiscale cache (images of several sizes).
     """
     rays_dir = Path(rays_dir)
     if not rays_dir.is_dir():
@@ -59,7 +63,12 @@ def load_ray_cache(rays_dir: Path) -> dict:
     out: dict = {"meta": meta}
     n_rays = int(meta["n_images"]) * int(meta["height"]) * int(meta["width"])
     widths = RAY_CACHE_WIDTHS
-    for key in RAY_CACHE_ARRAYS:
+    keys = RAY_CACHE_ARRAYS
+    if meta.get("multiscale"):
+        n_rays = int(meta["n_rays"])
+        widths = {**RAY_CACHE_WIDTHS, **RAY_CACHE_OPTIONAL_WIDTHS}
+        keys = tuple(widths)
+    for key in keys:
         path = rays_dir / f"{key}.npy"
         if not path.is_file():
             raise NerfpipeError(f"{path}: missing from the ray cache")
@@ -81,7 +90,7 @@ class RayStore:
     def __init__(self, rays_dir: Path, device: torch.device, max_in_memory: int | None = None) -> None:
         cache = load_ray_cache(rays_dir)
         self.meta = cache["meta"]
-        self.arrays = {k: cache[k] for k in ("origins", "directions", "viewdirs", "radii", "rgba")}
+        self.arrays = {k: cache[k] for k in (*RAY_CACHE_ARRAYS, *RAY_CACHE_OPTIONAL_WIDTHS) if k in cache}
         self.n_rays = self.arrays["origins"].shape[0]
         total = sum(a.nbytes for a in self.arrays.values())
         self.device = device

@@ -32,11 +32,16 @@ def learning_rate(settings: dict, iteration: int) -> float:
     return decayed
 
 
-def data_loss_fn(settings: dict):
+def data_loss_fn(settings: dict, lossmult: torch.Tensor | None = None):
+    """The data loss `loss_fn(pred [R, 3], target [R, 3]) -> scalar` of `settings["loss"]`; with
+    `lossmult` [R, 1] (a multiscale ray cache: each ray's pixel area) the lossmult-weighted mean
+    (mip-NeRF sec. 5), else the plain mean."""
     if settings["loss"] == "mse":
-        return losses.mse
+        if lossmult is None:
+            return losses.mse
+        return lambda pred, target: losses.mse(pred, target, lossmult)
     eps = settings["softl1_eps"]
-    return lambda pred, target: losses.softl1(pred, target, eps)
+    return lambda pred, target: losses.softl1(pred, target, eps, lossmult)
 
 
 def make_bundle(batch: dict[str, torch.Tensor], near: float, far: float) -> RayBundle:

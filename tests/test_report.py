@@ -830,11 +830,12 @@ def test_html_opens_in_headless_chromium(request, which, tmp_path):
     scenes, variants = (SCENES, VARIANTS) if which == "built" else (SCALE_SCENES, SCALE_VARIANTS)
     page = (out / "report.html").read_text()
     n_img = page.count("<img ")
-    # plots (one per scene + 2), per scene x variant a strip and rgb + depth + normal GIFs, per
-    # scene a distillation figure of each proposal-based variant and two per ablation pair
+    # plots (one per scene + 2), the efficiency figure (both fixtures have >= 2 variants with
+    # samples_per_ray), per scene x variant a strip and rgb + depth + normal GIFs, per scene a
+    # distillation figure of each proposal-based variant and two per ablation pair
     n_proposal = 1 if which == "built" else 2
     n_ablation = 0 if which == "built" else 1
-    expected = (len(scenes) + 2) + len(scenes) * (len(variants) * 4 + n_proposal + 2 * n_ablation)
+    expected = (len(scenes) + 2) + 1 + len(scenes) * (len(variants) * 4 + n_proposal + 2 * n_ablation)
     assert n_img == expected
     assert 'src="figures/' in page and 'src="/' not in page  # media linked by relative paths
     rows = [r for r in _read_csv(out / "report.csv") if r["scene"] != "mean"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nerfpipe.io import write_text
 from nerfpipe.layout import REPORT_DIRS, REPORT_FILES
-from nerfpipe.reporting import claims, collect, figures, media, tables
+from nerfpipe.reporting import claims, collect, efficiency, figures, media, tables
 from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.html import html
 from nerfpipe.reporting.manifest import Manifest
@@ -22,6 +22,7 @@ def write_report(m: Manifest, out_dir: Path) -> None:
     paired = tables.paired_table(runs, m.variants, m.baseline)
     logs = {scene: collect.train_logs(m, scene) for scene in m.scenes}
     plots = figures.write_plots(m, runs, table, logs, out_dir)
+    effic = efficiency.write_efficiency(runs, m.variants, out_dir)  # None: < 2 variants measured
     copies = media.copy_media(m, out_dir)
 
     profiles = collect.WeightProfiles(m)
@@ -36,6 +37,7 @@ def write_report(m: Manifest, out_dir: Path) -> None:
         pairs=collect.ablation_pairs(m), ablations=ablations, concentration=concentration,
         distillation=distillation, published=published_section(m, runs),
         claims=claims.claims_table(runs, m.claims, m.scenes),
+        efficiency=effic,
     )
     for name in REPORT_DIRS.values():
         (out_dir / name).mkdir(parents=True, exist_ok=True)

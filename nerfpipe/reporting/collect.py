@@ -52,6 +52,9 @@ METRICS_KEYS = (
 # without depth. A column appears in `collect`'s frame only when some run has a value.
 DEPTH_METRICS_KEYS = ("floater_fraction", "floater_fraction_foreground", "floater_fraction_background",
                       "depth_mae", "floater_distance")
+# Per-scale means of a multiscale run (mip-NeRF sec. 5; nerfpipe.data.multiscale): absent otherwise, and
+# then left out of `collect`'s frame like the depth keys.
+PER_SCALE_METRICS_KEYS = tuple(f"{k}_s{f}" for f in (1, 2, 4, 8) for k in ("psnr", "ssim"))
 TRAIN_LOG_COLUMNS = ("iteration", "elapsed_s", "loss", "psnr")
 NULLABLE = ("lpips", "lpips_note", "normal_mae_deg")
 CONCENTRATION_COLUMNS = ("scene", "variant", "seed", "spread")
@@ -85,8 +88,8 @@ def collect(manifest: Manifest | dict[str, Any]) -> pd.DataFrame:
     Columns: scene, variant, seed, method, psnr, psnr_softl1, psnr_gap, ssim, lpips (NaN when
     null), lpips_note, normal_mae_deg (NaN when null), n_images, height, width, softl1_eps,
     eval_backend, iterations, train_seconds, rays_per_second, n_params, final_loss,
-    train_backend, skipped_steps, samples_per_ray, train_precision, and those of DEPTH_METRICS_KEYS that
-    some run has (NaN in the others). Rows are ordered scene, variant, seed.
+    train_backend, skipped_steps, samples_per_ray, train_precision, and those of DEPTH_METRICS_KEYS and
+    PER_SCALE_METRICS_KEYS that some run has (NaN in the others). Rows are ordered scene, variant, seed.
     """
     m = check_manifest(manifest, "manifest")
     rows = []
@@ -107,13 +110,13 @@ def collect(manifest: Manifest | dict[str, Any]) -> pd.DataFrame:
         row["train_backend"] = summary["backend"]
         # Recorded since amp started to depend on the CPU; older runs leave it blank.
         row["train_precision"] = summary.get("precision", "")
-        for key in DEPTH_METRICS_KEYS:
+        for key in (*DEPTH_METRICS_KEYS, *PER_SCALE_METRICS_KEYS):
             row[key] = metrics.get(key)
         rows.append(row)
     df = pd.DataFrame(rows)
-    for key in ("lpips", "normal_mae_deg", *DEPTH_METRICS_KEYS):
+    for key in ("lpips", "normal_mae_deg", *DEPTH_METRICS_KEYS, *PER_SCALE_METRICS_KEYS):
         df[key] = pd.to_numeric(df[key].astype(object).where(df[key].notna(), np.nan), errors="coerce")
-    df = df.drop(columns=[k for k in DEPTH_METRICS_KEYS if df[k].isna().all()])
+    df = df.drop(columns=[k for k in (*DEPTH_METRICS_KEYS, *PER_SCALE_METRICS_KEYS) if df[k].isna().all()])
     df["lpips_note"] = df["lpips_note"].astype(object).where(df["lpips_note"].notna(), "")
     return df
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from nerfpipe.reporting.efficiency import Efficiency
 from nerfpipe.reporting.files import STRIP_VIEW
 from nerfpipe.reporting.published import METHOD_OF, PublishedSection, Table
 from nerfpipe.stats import CONFIDENCE
@@ -41,6 +42,7 @@ PUBLISHED_TITLE = "Published figures beside reproduced ones"
 PUBLISHED_RUNS_SENTENCE = "The runs compared, with the hardware, iterations and wall time of their training:"
 CLAIMS_TITLE = "Claims"
 RESULTS_TITLE = "Results"  # a heading only when the claims section comes before the results
+EFFICIENCY_TITLE = "Efficiency"
 CLAIM_NOTES_SENTENCE = "Notes on the claims:"
 
 
@@ -74,6 +76,7 @@ class ReportContent:
     distillation: list[tuple[str, str, int, str]]  # (scene, variant, seed, path)
     published: PublishedSection | None = None  # published.published_section; None: no run matches
     claims: pd.DataFrame | None = None  # claims.claims_table; None or empty: no claims section
+    efficiency: Efficiency | None = None  # efficiency.write_efficiency; None: no efficiency section
 
     @property
     def has_claims(self) -> bool:
@@ -106,6 +109,19 @@ def paired_intro(baseline: str) -> str:
         f"Differences are variant − {baseline} over matched (scene, seed) pairs, with a "
         f"{CONFIDENCE:.0%} confidence interval from the t distribution; a verdict needs the interval "
         "to exclude 0."
+    )
+
+
+def efficiency_intro(c: ReportContent) -> str:
+    spread = (" Cells are mean ± std and the error bars span ± std, the std over seeds of the scene-averaged "
+              "value (as in the mean rows of the results table)." if c.show_std else "")
+    return (
+        "mip-NeRF 360 (Barron et al. 2022) claims that proposal-network distillation gives equal quality "
+        "at fewer MLP evaluations; this plots each variant's test PSNR (MSE-based) against the MLP "
+        "evaluations per training ray and against the training wall time. MLP evals/ray is each run's "
+        "`samples_per_ray` (summary.json; for the occupancy-grid estimator the measured mean), train time "
+        "and rays/s are from summary.json and PSNR from metrics.json; every value is the mean over scenes "
+        f"of the per-scene mean over seeds.{spread}"
     )
 
 

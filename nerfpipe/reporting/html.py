@@ -22,6 +22,7 @@ import pandas as pd
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.reporting import claims as claim_text
 from nerfpipe.reporting import content as text
+from nerfpipe.reporting import efficiency, multiscale
 from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.files import STRIP_VIEW
 from nerfpipe.reporting.published import fmt_resolution, fmt_value, metric_label
@@ -133,6 +134,19 @@ def _paired(c: ReportContent) -> list[dict[str, Any]]:
     return rows
 
 
+def _efficiency(c: ReportContent, src: _Sources) -> dict[str, Any] | None:
+    """The efficiency section (None: left out, fewer than two variants have samples_per_ray)."""
+    if c.efficiency is None:
+        return None
+    rows = [{"variant": row["variant"],
+             "numbers": [(t, _sort_key(v)) for t, v in efficiency.cells(row, c.show_std)]}
+            for _, row in c.efficiency.table.iterrows()]
+    title = "Test PSNR against MLP evaluations per ray and training wall time"
+    return {"intro": text.efficiency_intro(c).split("`"),  # odd parts are code
+            "heads": [label for _, label in efficiency.COLUMNS], "rows": rows,
+            "figure": src.image(c.efficiency.figure, title, title, "plot")}
+
+
 def _renders(c: ReportContent, src: _Sources, open_all: bool) -> list[dict[str, Any]]:
     scenes = []
     for i, scene in enumerate(c.scenes):
@@ -237,6 +251,8 @@ def page_values(c: ReportContent, out_dir: Path) -> dict[str, Any]:
         "paired_intro": text.paired_intro(c.baseline),
         "confidence": f"{CONFIDENCE:.0%}",
         "paired": _paired(c),
+        "efficiency": _efficiency(c, src),
+        "multiscale": multiscale.html_values(c.runs, c.scenes, c.variants),  # None without multiscale runs
         "plots": [src.image(rel, title, title, "plot") for title, rel in c.plots],
         "renders": _renders(c, src, open_all),
         "repro": _reproduction(c, src, open_all),

@@ -7,6 +7,7 @@ import pandas as pd
 
 from nerfpipe.reporting import claims as claim_text
 from nerfpipe.reporting import content as text
+from nerfpipe.reporting import efficiency, multiscale
 from nerfpipe.reporting.content import ReportContent
 from nerfpipe.reporting.files import STRIP_VIEW
 from nerfpipe.reporting.published import fmt_resolution, fmt_value, metric_label
@@ -65,6 +66,8 @@ def markdown(c: ReportContent) -> str:
                 f"{fmt_p(res['p_value'])} | {res['verdict']} |"
             )
         lines.append("")
+    lines += _efficiency(c)
+    lines += multiscale.markdown_lines(c.runs, c.scenes, c.variants)  # none without multiscale runs
     lines += ["## Plots", ""]
     for title, rel in c.plots:
         lines += [f"### {title}", "", f"![{title}]({rel})", ""]
@@ -108,6 +111,22 @@ def _claims(c: ReportContent) -> list[str]:
     if notes:
         lines += ["", text.CLAIM_NOTES_SENTENCE, ""] + [f"- {md_escape(i)}: {md_escape(n)}" for i, n in notes]
     return [*lines, "", f"## {text.RESULTS_TITLE}", ""]
+
+
+def _efficiency(c: ReportContent) -> list[str]:
+    """The efficiency section; nothing when fewer than two variants have samples_per_ray measured."""
+    if c.efficiency is None:
+        return []
+    lines = [
+        f"## {text.EFFICIENCY_TITLE}", "", text.efficiency_intro(c), "",
+        "| Variant | " + " | ".join(label for _, label in efficiency.COLUMNS) + " |",
+        "|---|" + "---:|" * len(efficiency.COLUMNS),
+    ]
+    for _, row in c.efficiency.table.iterrows():
+        texts = [t for t, _ in efficiency.cells(row, c.show_std)]
+        lines.append(f"| {md_escape(row['variant'])} | " + " | ".join(texts) + " |")
+    title = "Test PSNR against MLP evaluations per ray and training wall time"
+    return [*lines, "", f"![{title}]({c.efficiency.figure})", ""]
 
 
 def _results_table(c: ReportContent) -> list[str]:

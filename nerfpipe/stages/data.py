@@ -8,6 +8,8 @@ Output folder (see docs/architecture.md):
     {split}_poses.npy        [N, 4, 4] float32 camera-to-world (Blender convention)
     {split}_depth.npy        [N, H, W] float32 camera z-depth, 0 = background     (ground truth only)
     {split}_normals.npy      [N, H, W, 3] float32 world-space unit normals, 0 = background (ditto)
+    {split}_rgba_s{f}.npy    [N, H/f, W/f, 4] f = 2, 4, 8: with `multiscale: true` only (meta "multiscale",
+                             "scales"), mip-NeRF's multiscale protocol (nerfpipe.data.multiscale)
     blender/                 synthetic scenes only: the generated Blender-format dataset
 
 Synthetic scenes are generated into blender/ and loaded back through `load_blender_split`, so
@@ -28,6 +30,7 @@ import numpy as np
 from nerfpipe import io as nio
 from nerfpipe.cameras import focal_from_fov
 from nerfpipe.data.blender import BlenderSplit, load_blender_split
+from nerfpipe.data.multiscale import SCALES, check_divisible, multiscale_rgba, scaled_name
 from nerfpipe.data.splits import SPLITS
 from nerfpipe.data.synthetic import SCENES, generate_scene
 from nerfpipe.errors import NerfpipeError
@@ -92,7 +95,7 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
     scene: {"synthetic": one of synthetic.SCENES ("diffuse", "glossy", "thin", "mirror"), "resolution",
     "n_train", "n_val", "n_test", "seed"}
     or {"path": folder of a Blender-format dataset}; both may carry "downscale" (default 1),
-    "near" (2) and "far" (6).
+    "near" (2), "far" (6) and "multiscale" (default false: every view also at 1/2, 1/4, 1/8).
     """
     out_dir = Path(out_dir)
     if not isinstance(scene, dict):
@@ -106,6 +109,9 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
     far = _float_setting(name, scene, "far", defaults["far"])
     if not 0.0 <= near < far:
         raise NerfpipeError(f"scene {name!r}: need 0 <= near < far, got near={near}, far={far}")
+    multiscale = scene.get("multiscale", False)
+    if not isinstance(multiscale, bool):
+        raise NerfpipeError(f"scene {name!r}: multiscale must be true or false, got {multiscale!r}")
     dataset = None if is_synthetic else Path(str(scene["path"])).expanduser()
     check_output_dir(out_dir, "data", inputs=[dataset] if dataset else [], legacy_names=LEGACY_ENTRIES)
 
@@ -130,6 +136,8 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
         splits, val_from_test = _load_splits(root, downscale)
 
         height, width = splits["train"].rgba.shape[1:3]
+        if multiscale:
+            check_divisible(name, int(height), int(width))
         fov = splits["train"].camera_angle_x
         has_depth = all(s.depth is not None for s in splits.values())
         has_normals = all(s.normals is not None for s in splits.values())
@@ -143,6 +151,11 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
             for key, array in arrays.items():
                 name_npy = f"{split}_{key}.npy"
                 digests[name_npy] = nio.save_npy(tmp / name_npy, array.astype(np.float32))
+            if multiscale:
+                for factor, scaled in multiscale_rgba(s.rgba).items():
+                    if factor > 1:
+                        digests[scaled_name(split, factor)] = nio.save_npy(tmp / scaled_name(split, factor),
+                                                                           scaled)
         meta = {
             "scene": name, "source": source, "height": int(height), "width": int(width),
             "focal": focal_from_fov(int(width), fov), "camera_angle_x": fov, "near": near, "far": far,
@@ -150,6 +163,8 @@ def prepare_scene(name: str, scene: dict, out_dir: Path) -> None:
             "has_depth": has_depth, "has_normals": has_normals, "downscale": downscale,
             "val_from_test": val_from_test,
         }
+        if multiscale:  # only then: a single-scale scene's meta (and fingerprint) stays as it was
+            meta.update({"multiscale": True, "scales": list(SCALES)})
         # Content identity of the prepared scene: what training and evaluation check their
         # inputs against (a changed image changes it; regenerating the same bytes, or moving
         # the dataset folder, does not).

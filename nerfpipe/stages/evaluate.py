@@ -10,6 +10,13 @@ the foreground pixels of the split, and `floater_fraction`, the share of the ren
 than `floater_distance` from the true surface along a fixed subset of each view's rays
 (metrics.floater_fraction, diagnostics.floater_rays), split into `floater_fraction_foreground` and
 `floater_fraction_background`; all null without ground-truth depth.
+
+A multiscale scene (mip-NeRF sec. 5, nerfpipe.data.multiscale) is measured at every scale: per_image.csv
+gets a `scale` column (the downscale factor f, one row per view and scale), metrics.json the per-scale
+means `psnr_s{f}` / `ssim_s{f}` and "scales", and the headline psnr, psnr_softl1 and ssim are the means
+over all images of all scales (= the mean of the per-scale means: every scale has every view), the
+average the paper reports beside the per-scale figures. Depth, normals, LPIPS, renders/ and floaters stay
+at full resolution.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch
 
 from nerfpipe import ext_backend, guard, layout, metrics, precision, visualize
 from nerfpipe import io as nio
+from nerfpipe.data.multiscale import SCALES, is_multiscale, load_scaled_split, per_scale_metrics
 from nerfpipe.data.splits import load_split
 from nerfpipe.device import resolve_device
 from nerfpipe.diagnostics import floater_rays, write_weight_profiles
@@ -55,6 +63,10 @@ def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None =
     if min(int(meta["height"]), int(meta["width"])) < window:
         raise NerfpipeError(f"{data_dir / 'meta.json'}: {split} images are {meta['height']}x{meta['width']}; "
                             f"evaluation needs at least {window}x{window} (the SSIM window)")
+    if is_multiscale(meta) and min(int(meta["height"]), int(meta["width"])) // SCALES[-1] < window:
+        raise NerfpipeError(f"{data_dir / 'meta.json'}: multiscale {split} images are {meta['height']}x"
+                            f"{meta['width']}; their 1/{SCALES[-1]} scale must hold the {window}x{window} "
+                            f"SSIM window (at least {window * SCALES[-1]} pixels a side)")
     model, settings = load_trained(train_dir, dev, data_meta=meta, data_dir=data_dir, overrides=options)
     with guard.owned_output_dir(out_dir, "evaluate", inputs=[data_dir, train_dir],
                                 legacy_names=(*layout.EVAL_FILES.values(), layout.EVAL_RENDERS)):
@@ -108,6 +120,8 @@ def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, 
                     row[key] = mae if math.isfinite(mae) else None
             if normals is not None and mask.any():
                 row["normal_mae_unweighted_deg"] = metrics.normal_mae_deg(normals, gt_normals, mask)
+        if is_multiscale(meta):
+            row = {"image": i, "scale": 1, **{k: v for k, v in row.items() if k != "image"}}
         rows.append(row)
         if save_renders:
             nio.save_png(renders / f"{i:03d}_rgb.png", pred)
@@ -117,6 +131,9 @@ def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, 
             if normals is not None and settings["render_normal"]:
                 nio.save_png(renders / f"{i:03d}_normal.png", visualize.normals_to_rgb(normals, view["acc"]))
             nio.save_png(renders / f"{i:03d}_strip.png", visualize.comparison_strip(gt, pred))
+
+    if is_multiscale(meta):
+        rows += _smaller_scales(model, settings, data, data_dir, split, bg, chunk, eps)
 
     def mean(key: str) -> float | None:
         values = [r[key] for r in rows if r[key] is not None]
@@ -136,6 +153,9 @@ def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, 
         "precision": precision.precision_name(bool(settings["amp"]), next(model.parameters()).device),
     }
     result["psnr_gap"] = result["psnr"] - result["psnr_softl1"]
+    if is_multiscale(meta):
+        result.update({"multiscale": True, "scales": sorted({r["scale"] for r in rows}),
+                       **per_scale_metrics(rows)})
     if not all(math.isfinite(v) for v in (result["psnr"], result["psnr_softl1"], result["ssim"])):
         raise NerfpipeError(f"{train_dir / 'model.pt'}: evaluation gave non-finite metrics (psnr "
                             f"{result['psnr']}, ssim {result['ssim']}): the model renders NaN or inf")
@@ -144,6 +164,26 @@ def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, 
     nio.write_csv(out_dir / "per_image.csv", rows, empty_header=("image",))
     nio.write_json(out_dir / "metrics.json", result)
     return result
+
+
+def _smaller_scales(model: RadianceModel, settings: dict, data: dict, data_dir: Path, split: str,
+                    bg: torch.Tensor, chunk: int, eps: float) -> list[dict]:
+    """per_image rows of every view at every scale f > 1 of a multiscale split: rendered at
+    (H/f) x (W/f) with focal / f (inference.render_view), against the area-averaged ground truth."""
+    rows = []
+    for scale in load_scaled_split(data_dir, split)[1:]:
+        gt_all = composite_background(torch.from_numpy(np.asarray(scale["rgba"])), bg).numpy()
+        f = scale["scale"]
+        for i, pose in enumerate(track(np.asarray(data["poses"]), f"evaluate {settings['variant']} at 1/{f}",
+                                       "image")):
+            view = render_view(model, settings, data["meta"], torch.from_numpy(pose), chunk,
+                               height=scale["height"], width=scale["width"])
+            pred, gt = np.clip(view["rgb"], 0.0, 1.0), gt_all[i]
+            rows.append({"image": i, "scale": f, "psnr": metrics.psnr(pred, gt),
+                         "psnr_softl1": metrics.psnr_softl1(pred, gt, eps), "ssim": metrics.ssim(pred, gt),
+                         "lpips": None, "normal_mae_deg": None, "normal_mae_pred_deg": None,
+                         "normal_mae_unweighted_deg": None, "depth_mae": None})
+    return rows
 
 
 def _depth_metrics(model: RadianceModel, settings: dict, data: dict, depth_parts: list[tuple[float, int]],

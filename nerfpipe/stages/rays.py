@@ -14,10 +14,11 @@ import torch
 
 from nerfpipe import io as nio
 from nerfpipe.cameras import camera_rays, pixel_radii
+from nerfpipe.data.multiscale import is_multiscale, load_scaled_split, lossmult
 from nerfpipe.data.splits import load_split
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.guard import check_output_dir, write_marker
-from nerfpipe.raycache import RAY_CACHE_FILES, RAY_CACHE_FORMAT, RAY_CACHE_WIDTHS
+from nerfpipe.raycache import RAY_CACHE_FILES, RAY_CACHE_FORMAT, RAY_CACHE_OPTIONAL_WIDTHS, RAY_CACHE_WIDTHS
 
 # Free space kept beside a new ray cache (the old cache is still there until the swap).
 DISK_HEADROOM_BYTES = 64 << 20
@@ -41,36 +42,48 @@ def build_ray_cache(data_dir: Path, out_dir: Path) -> None:
     radii `[P, 1]`, rgba `[P, 4]` (straight alpha) with `P = n_images * H * W` and
     `index = image * H * W + y * W + x`, plus meta.json {height, width, n_images, focal, near, far}.
     Built in a temporary sibling directory and renamed into place.
+
+    A multiscale scene (nerfpipe.data.multiscale) adds its smaller images after the full-resolution
+    ones, one block per scale f (offset `scale_offsets[k]`, index `offset + image * (H/f) * (W/f) + y *
+    (W/f) + x`), their rays from focal / f (so radii are f times larger), and lossmult [P, 1] = f^2;
+    meta.json adds "multiscale": true, "scales", "scale_offsets" and "n_rays" (= P).
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    scales = load_scaled_split(data_dir, "train", mmap=True)
     split = load_split(data_dir, "train", mmap=True)
     meta = split["meta"]
     rgba, poses = split["rgba"], split["poses"]
     n, height, width = rgba.shape[:3]
     focal = float(meta["focal"])
-    n_pix = height * width
-    total = n * n_pix
-    radius = pixel_radii(height, width, focal)
+    multiscale = is_multiscale(meta)
+    offsets = np.cumsum([0] + [n * s["height"] * s["width"] for s in scales]).tolist()
+    total = int(offsets[-1])
     if "fingerprint" not in meta:
         raise NerfpipeError(f"{data_dir / 'meta.json'}: no content fingerprint (written by an older "
                             "nerfpipe); rerun the data stage")
     check_output_dir(out_dir, "rays", inputs=[data_dir], legacy_names=(*RAY_CACHE_FILES, "meta.json"))
-    _check_disk_space(out_dir, total * sum(RAY_CACHE_WIDTHS.values()) * 4)
+    _check_disk_space(out_dir, total * (sum(RAY_CACHE_WIDTHS.values()) + multiscale) * 4)
 
     tmp_dir = nio.make_temp_dir(out_dir)
     try:
-        shapes = RAY_CACHE_WIDTHS
+        shapes = {**RAY_CACHE_WIDTHS, **(RAY_CACHE_OPTIONAL_WIDTHS if multiscale else {})}
         arrays = {k: np.lib.format.open_memmap(tmp_dir / f"{k}.npy", mode="w+", dtype=np.float32,
                                                shape=(total, c)) for k, c in shapes.items()}
-        for i in range(n):
-            o, d = camera_rays(height, width, focal, torch.tensor(np.asarray(poses[i]), dtype=torch.float32))
-            d = d.reshape(n_pix, 3)
-            sl = slice(i * n_pix, (i + 1) * n_pix)
-            arrays["origins"][sl] = o.reshape(n_pix, 3).numpy()
-            arrays["directions"][sl] = d.numpy()
-            arrays["viewdirs"][sl] = (d / torch.linalg.norm(d, dim=-1, keepdim=True)).numpy()
-            arrays["rgba"][sl] = np.asarray(rgba[i], np.float32).reshape(n_pix, 4)
-        arrays["radii"][:] = radius
+        for scale, start in zip(scales, offsets[:-1], strict=True):
+            h, w, fl = scale["height"], scale["width"], scale["focal"]
+            n_pix = h * w
+            for i in range(n):
+                o, d = camera_rays(h, w, fl, torch.tensor(np.asarray(poses[i]), dtype=torch.float32))
+                d = d.reshape(n_pix, 3)
+                sl = slice(start + i * n_pix, start + (i + 1) * n_pix)
+                arrays["origins"][sl] = o.reshape(n_pix, 3).numpy()
+                arrays["directions"][sl] = d.numpy()
+                arrays["viewdirs"][sl] = (d / torch.linalg.norm(d, dim=-1, keepdim=True)).numpy()
+                arrays["rgba"][sl] = np.asarray(scale["rgba"][i], np.float32).reshape(n_pix, 4)
+            # The cone radius follows the scale's focal length: f times the full-resolution one.
+            arrays["radii"][start:start + n * n_pix] = pixel_radii(h, w, fl)
+            if multiscale:
+                arrays["lossmult"][start:start + n * n_pix] = lossmult(scale["scale"])
         for arr in arrays.values():
             arr.flush()
         arrays.clear()  # drop the memory maps before syncing and renaming
@@ -80,6 +93,9 @@ def build_ray_cache(data_dir: Path, out_dir: Path) -> None:
         cache_meta = {"height": int(height), "width": int(width), "n_images": int(n), "focal": focal,
                       "near": float(meta["near"]), "far": float(meta["far"]),
                       "data_fingerprint": meta["fingerprint"]}
+        if multiscale:  # only then, so a single-scale cache's meta and fingerprint stay as they were
+            cache_meta.update({"multiscale": True, "scales": [s["scale"] for s in scales],
+                               "scale_offsets": offsets[:-1], "n_rays": total})
         # The rays are a pure function of the data: their identity is the data's plus the format.
         cache_meta["fingerprint"] = nio.fingerprint({"rays_format": RAY_CACHE_FORMAT, **cache_meta})
         nio.write_json(tmp_dir / "meta.json", cache_meta)

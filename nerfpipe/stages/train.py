@@ -87,6 +87,12 @@ def _train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, thread
     near, far = float(meta["near"]), float(meta["far"])
     background = background_color(settings).to(dev)
     loss_fn = data_loss_fn(settings)
+    # A multiscale cache (mip-NeRF sec. 5) holds images of several sizes: rays are drawn uniformly over
+    # all of them (as mip-NeRF's multiscale batches) and each weighted by its pixel area (lossmult).
+    multiscale = "lossmult" in store.arrays
+    if multiscale and settings["precrop_iters"] > 0:
+        log.warning("%s: precrop is not applied to a multiscale ray cache (images of several sizes)",
+                    settings["variant"])
 
     model = build_model(settings).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"], betas=(0.9, 0.999), eps=1e-8)
@@ -127,7 +133,10 @@ def _train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, thread
         t0 = time.perf_counter()
         key = step_key(seed, it)
         frac = settings["precrop_frac"] if it < settings["precrop_iters"] else 1.0
-        idx = sampling.sample_ray_indices(n_images, height, width, settings["batch_size"], key, frac)
+        if multiscale:
+            idx = sampling.sample_ray_indices(1, 1, store.n_rays, settings["batch_size"], key)
+        else:
+            idx = sampling.sample_ray_indices(n_images, height, width, settings["batch_size"], key, frac)
         batch = store.batch(idx)
         rays = make_bundle(batch, near, far)
         target = composite_background(batch["rgba"], background)
@@ -135,7 +144,8 @@ def _train(data_dir: Path, rays_dir: Path, out_dir: Path, settings: dict, thread
         for group in optimizer.param_groups:
             group["lr"] = lr
 
-        step = training_step(model, optimizer, scaler, rays, target, key, background, loss_fn, settings,
+        step_loss = data_loss_fn(settings, batch["lossmult"]) if multiscale else loss_fn
+        step = training_step(model, optimizer, scaler, rays, target, key, background, step_loss, settings,
                              amp_dtype)
         out, terms, loss = step.out, step.terms, step.loss
         if not step.finite:
