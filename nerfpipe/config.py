@@ -42,10 +42,10 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
                       "density_bias": 0.5},
 }
 
-# The methods each sample estimator is built for (`estimator` key). occgrid: NeRF only for now; mip-NeRF
-# would need the marched intervals as conical frustums, the proposal methods a grid in place of (or
-# beside) their proposal levels.
-ESTIMATOR_METHODS: dict[str, tuple[str, ...]] = {"stratified": METHODS, "occgrid": ("nerf",)}
+# The methods each sample estimator is built for (`estimator` key). occgrid: the point-sample methods NeRF
+# and mip-NeRF (its marched intervals cast as conical frustums); the proposal methods would need a grid in
+# place of (or beside) their proposal levels.
+ESTIMATOR_METHODS: dict[str, tuple[str, ...]] = {"stratified": METHODS, "occgrid": ("nerf", "mipnerf")}
 
 
 def check_estimator(settings: dict[str, Any], where: str) -> None:

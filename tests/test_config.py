@@ -74,7 +74,7 @@ def test_default_config_has_the_documented_scenes_and_variants():
     cfg = load_config(REPO / "config/config.yaml")
     assert list(cfg["scenes"]) == ["diffuse", "glossy", "thin"]
     assert set(cfg["variants"]) == {
-        "nerf", "mipnerf", "mipnerf360", "mipnerf360_nodist", "refnerf"
+        "nerf", "mipnerf", "mipnerf360", "mipnerf360_nodist", "refnerf", "nerf_occ", "mipnerf_occ"
     }
 
 

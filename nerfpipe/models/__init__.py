@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from nerfpipe.models.base import RadianceModel, RayBundle
 from nerfpipe.models.mipnerf import MipNeRF
-from nerfpipe.models.nerf import NeRF, NeRFOccGrid
+from nerfpipe.models.nerf import NeRF
+from nerfpipe.models.occgrid import MipNeRFOccGrid, NeRFOccGrid
 from nerfpipe.models.proposal import ProposalNeRF
 from nerfpipe.models.refnerf import RefNeRF, RefNeRFPaper
 
@@ -17,7 +18,7 @@ METHODS: dict[str, type[RadianceModel]] = {
 }
 
 # The methods built on the occupancy-grid estimator (settings["estimator"] == "occgrid").
-OCCGRID_METHODS: dict[str, type[RadianceModel]] = {"nerf": NeRFOccGrid}
+OCCGRID_METHODS: dict[str, type[RadianceModel]] = {"nerf": NeRFOccGrid, "mipnerf": MipNeRFOccGrid}
 
 
 def build_model(settings: dict) -> RadianceModel:
