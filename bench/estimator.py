@@ -19,10 +19,17 @@ sampling, once the grid has converged, at the demo settings and at the paper's m
    added to the occgrid total once per `occ_update_every` steps. The early stop gains little from a
    density this young, so its figure is conservative.
 
+4. The estimator's own ops at the paper batch (1024 rays) in the demo's converged grid: march_rays, then
+   packed_weights and packed_composite forward and backward (random densities and colours stand in for
+   the MLP, which is not timed), by the torch reference (`*_torch`) and by the extension's kernels
+   (`*_ext`, nerfpipe._ext: ext/csrc/occgrid.cpp); median of `--render-repeats` runs each, alternating,
+   and their ratio. Skipped (figures null) when the extension is not built.
+
 Prints samples per ray (stratified: MLP evaluations; occgrid: marched samples in occupied cells, the
 density-only evaluations of the early stop, the samples rendered), step times (median, and the total
-over the repeats), the speedup (ratio of the totals) and the quartiles of the per-repeat ratios, and
-ends with one JSON line of the figures, e.g. {"bench": "estimator", "paper_speedup": 4.2, ...}.
+over the repeats), the speedup (ratio of the totals) and the quartiles of the per-repeat ratios, the
+torch-vs-extension times of the estimator's ops, and ends with one JSON line of the figures, e.g.
+{"bench": "estimator", "paper_speedup": 4.2, "render_ops_speedup": 3.1, ...}.
 """
 
 from __future__ import annotations
@@ -38,7 +45,8 @@ from pathlib import Path
 import torch
 
 from nerfpipe import config as cfgmod
-from nerfpipe import precision, sampling
+from nerfpipe import ext_backend, precision, sampling
+from nerfpipe.estimators import marching, packed
 from nerfpipe.models import build_model
 from nerfpipe.raycache import RayStore
 from nerfpipe.render import background_color, composite_background
@@ -65,10 +73,10 @@ class Trainer:
         self.dtype = precision.autocast_dtype(bool(settings["amp"]), torch.device("cpu"))
         self.psnr: list[float] = []
 
-    def batch(self, iteration: int):
+    def batch(self, iteration: int, batch_size: int | None = None):
         meta, key = self.store.meta, step_key(int(self.settings["seed"]), iteration)
         idx = sampling.sample_ray_indices(int(meta["n_images"]), int(meta["height"]), int(meta["width"]),
-                                          self.settings["batch_size"], key)
+                                          batch_size or self.settings["batch_size"], key)
         batch = self.store.batch(idx)
         rays = make_bundle(batch, float(meta["near"]), float(meta["far"]))
         return rays, composite_background(batch["rgba"], self.background), key
@@ -159,6 +167,43 @@ def paired(dense: Trainer, occ: Trainer, after: int, repeats: int, in_loop_updat
     }
 
 
+def render_ops(trainer: Trainer, iteration: int, repeats: int) -> dict:
+    """Median ms of march + packed weights + composite, forward and backward, at the paper batch in
+    `trainer`'s grid: the torch references against the extension's kernels (same rays, same samples)."""
+    model, grid = trainer.model, trainer.model.grid
+    rays, _, key = trainer.batch(iteration, PAPER["batch_size"])
+    args = (rays.origins, rays.directions, rays.near, rays.far, grid.occupied, grid.aabb, grid.resolution,
+            model.step_size, True, key)
+    n_samples = len(marching.march_rays_torch(*args))
+    g = torch.Generator().manual_seed(0)
+    density = torch.rand(n_samples, generator=g) * 20  # stand-ins for the MLP's outputs
+    rgb = torch.rand(n_samples, 3, generator=g)
+    ops = {"torch": (marching.march_rays_torch, packed.packed_weights_torch, packed.packed_composite_torch),
+           "ext": (marching.march_rays_ext, packed.packed_weights_ext, packed.packed_composite_ext)}
+
+    def once(name: str) -> float:
+        march, weights_fn, composite_fn = ops[name]
+        sigma, colour = density.clone().requires_grad_(True), rgb.clone().requires_grad_(True)
+        start = time.perf_counter()
+        samples = march(*args)
+        weights, _ = weights_fn(sigma, samples, rays.directions)
+        out = composite_fn(weights, colour, samples, rays.near, rays.far, trainer.background)
+        (out["rgb"].square().sum() + out["depth"].mean()).backward()
+        return time.perf_counter() - start
+
+    times: dict[str, list[float]] = {"torch": [], "ext": []}
+    for name in ("torch", "ext"):  # warm-up
+        once(name)
+    for i in range(repeats):
+        for name in ("torch", "ext") if i % 2 == 0 else ("ext", "torch"):
+            times[name].append(once(name))
+    torch_ms, ext_ms = (1e3 * statistics.median(times[k]) for k in ("torch", "ext"))
+    n_rays = PAPER["batch_size"]
+    return {"render_ops_rays": n_rays, "render_ops_samples_per_ray": n_samples / n_rays,
+            "render_ops_torch_ms": torch_ms, "render_ops_ext_ms": ext_ms,
+            "render_ops_speedup": torch_ms / ext_ms}
+
+
 def report(name: str, row: dict) -> None:
     print(f"\n{name}: {row['repeats']} paired steps, grid {row['occupied_fraction']:.1%} occupied")
     print(f"  stratified: {row['dense_samples_per_ray']:.1f} MLP samples/ray, step "
@@ -183,6 +228,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--scene", default="diffuse")
     parser.add_argument("--config", default=CONFIG)
     parser.add_argument("--no-paper", action="store_true", help="skip the paper-size model")
+    parser.add_argument("--render-repeats", type=int, default=20,
+                        help="runs of the estimator's ops per backend (torch reference vs extension)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -204,6 +251,17 @@ def main(argv: list[str] | None = None) -> dict:
         train(occ, args.train_iterations, "demo nerf_occ")
         rows = {"demo": paired(Trainer(demo["nerf"], store), occ, args.train_iterations, args.repeats)}
         report("demo settings (4x64 MLPs, 32+64 samples, 256 rays)", rows["demo"])
+        if ext_backend.extension_status()[0]:
+            ops = render_ops(occ, args.train_iterations, args.render_repeats)
+            print(f"\nestimator ops at the paper batch ({ops['render_ops_rays']} rays, "
+                  f"{ops['render_ops_samples_per_ray']:.1f} samples/ray, march + weights + composite, "
+                  f"forward and backward): torch {ops['render_ops_torch_ms']:.2f} ms, extension "
+                  f"{ops['render_ops_ext_ms']:.2f} ms (median), {ops['render_ops_speedup']:.2f}x")
+        else:
+            ops = dict.fromkeys(("render_ops_rays", "render_ops_samples_per_ray", "render_ops_torch_ms",
+                                 "render_ops_ext_ms", "render_ops_speedup"))
+            print("\nestimator ops: skipped (nerfpipe._ext is not built)")
+        figures.update({k: round(v, 3) if isinstance(v, float) else v for k, v in ops.items()})
 
         if not args.no_paper:
             paper = {name: {**s, **PAPER} for name, s in demo.items()}

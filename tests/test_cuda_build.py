@@ -26,12 +26,16 @@ VENV_PYTHON = CUDA_VENV / "bin" / "python"
 TENSOR_OPS = [
     "uniform_fill", "ray_indices_fill", "stratified_endpoints", "sample_pdf", "positional_encoding_forward",
     "positional_encoding_backward", "integrated_pos_enc_forward", "integrated_pos_enc_backward",
+    "occ_march", "packed_weights_forward", "packed_weights_backward", "packed_composite_forward",
+    "packed_composite_backward", "occ_grid_update",
 ]
 INFO_FUNCTIONS = {"has_cuda", "has_openmp", "cuda_ops"}
 # The __global__ kernels of ext/csrc/cuda/*.cu, found by name in the built library.
 KERNELS = [
     "uniform_kernel", "ray_indices_kernel", "stratified_kernel", "cdf_kernel", "sample_kernel",
     "pe_forward_kernel", "pe_backward_kernel", "ipe_forward_kernel", "ipe_backward_kernel",
+    "march_count_kernel", "march_fill_kernel", "weights_forward_kernel", "weights_backward_kernel",
+    "composite_forward_kernel", "composite_backward_kernel", "grid_scatter_kernel", "grid_write_kernel",
 ]
 
 

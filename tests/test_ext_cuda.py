@@ -15,6 +15,9 @@ import pytest
 import torch
 
 from nerfpipe import encoding, encoding_ext, ext_backend, random_keys, sampling
+from nerfpipe.estimators import marching, packed
+from nerfpipe.estimators.occgrid import OccupancyGrid
+from nerfpipe.estimators.packed import PackedSamples
 
 BUILT, REASON = ext_backend.extension_status()
 REQUIRED = os.environ.get("NERFPIPE_REQUIRE_CUDA", "") == "1"
@@ -23,6 +26,8 @@ HAS_GPU = torch.cuda.is_available()
 CUDA_OPS = {
     "uniform_fill", "ray_indices_fill", "stratified_endpoints", "sample_pdf", "positional_encoding_forward",
     "positional_encoding_backward", "integrated_pos_enc_forward", "integrated_pos_enc_backward",
+    "occ_march", "packed_weights_forward", "packed_weights_backward", "packed_composite_forward",
+    "packed_composite_backward", "occ_grid_update",
 }
 DTYPES = [torch.float32, torch.float64]
 LOW = [torch.float16, torch.bfloat16]
@@ -444,3 +449,81 @@ def test_public_functions_dispatch_cuda_tensors_to_the_kernels(backend):
     # 'auto' takes the kernels for CUDA tensors when they are built (they are, or this test failed above).
     assert backend("auto") == "ext"
     assert torch.equal(sampling.stratified_endpoints(near, far, 32, True, 3), ext["stratified"])
+
+
+# ------------------------------------------------------------------------------------------------------
+# The occupancy-grid estimator (ext/csrc/cuda/occgrid.cu)
+
+
+def _march_inputs(rays: int, dtype, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    o = (torch.rand(rays, 3, generator=g, dtype=torch.float64) * 5 - 2.5).to(dtype)
+    d = torch.randn(rays, 3, generator=g, dtype=torch.float64).to(dtype)
+    d[torch.rand(rays, 3, generator=g) < 0.1] = 0.0
+    near = (torch.rand(rays, generator=g, dtype=torch.float64) * 0.5).to(dtype)
+    far = near + 6
+    occupied = torch.rand(16**3, generator=g) < 0.3
+    return o, d, near, far, occupied
+
+
+def _samples(s: PackedSamples) -> list[torch.Tensor]:
+    return [_cpu(t) for t in (s.ray_indices, s.t_starts, s.t_ends, s.packed_info)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("randomized", [False, True])
+def test_occ_march_bit_identical_to_cpu_kernel_and_reference(dtype, randomized):
+    """Every + - * / of the marching is an explicit _rn intrinsic: the CUDA kernel's samples are the CPU
+    kernel's; against the CUDA torch reference they match too (the norm comes from the same torch call)."""
+    aabb = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    o, d, near, far, occupied = _march_inputs(3000, dtype, 5)
+    cpu = marching.march_rays_ext(o, d, near, far, occupied, aabb, 16, 0.01, randomized, 9)
+    gpu = marching.march_rays_ext(*(t.to(CUDA) for t in (o, d, near, far, occupied, aabb)), 16, 0.01,
+                                  randomized, 9)
+    assert gpu.t_starts.device.type == CUDA.type
+    for a, b in zip(_samples(gpu), _samples(cpu), strict=True):
+        assert torch.equal(a, b)
+    ref = marching.march_rays_torch(*(t.to(CUDA) for t in (o, d, near, far, occupied, aabb)), 16, 0.01,
+                                    randomized, 9)
+    for a, b in zip(_samples(gpu), _samples(ref), strict=True):
+        assert torch.equal(a, b)
+    empty = marching.march_rays_ext(*(t.to(CUDA) for t in (o, d, near, far)), occupied.to(CUDA) & False,
+                                    aabb.to(CUDA), 16, 0.01, randomized, 9)
+    assert len(empty) == 0 and int(empty.packed_info[:, 1].sum()) == 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_packed_rendering_forward_and_backward(dtype):
+    aabb = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
+    o, d, near, far, occupied = _march_inputs(2000, dtype, 6)
+    samples = marching.march_rays_ext(o, d, near, far, occupied, aabb, 16, 0.01, True, 3)
+    g = torch.Generator().manual_seed(7)
+    density = (torch.rand(len(samples), generator=g, dtype=torch.float64) * 20).to(dtype)
+    rgb = torch.rand(len(samples), 3, generator=g, dtype=torch.float64).to(dtype)
+    bg = torch.rand(3, generator=g, dtype=torch.float64).to(dtype)
+    results = []
+    for dev in ("cpu", CUDA):
+        s = PackedSamples(*(t.to(dev) for t in (samples.ray_indices, samples.t_starts, samples.t_ends,
+                                                samples.packed_info)))
+        sigma = density.to(dev).requires_grad_(True)
+        colour = rgb.to(dev).requires_grad_(True)
+        w, t = packed.packed_weights_ext(sigma, s, d.to(dev))
+        out = packed.packed_composite_ext(w, colour, s, near.to(dev), far.to(dev), bg.to(dev))
+        (out["rgb"].square().sum() + out["depth"].sum() + out["acc"].sum() + t.sum()).backward()
+        values = (w, t, out["rgb"], out["acc"], out["depth"], sigma.grad, colour.grad)
+        results.append([_cpu(x) for x in values])
+    tol = {torch.float32: 1e-4, torch.float64: 1e-10}[dtype]
+    for gpu, cpu in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(gpu, cpu, rtol=tol, atol=tol)
+
+
+def test_occ_grid_update_on_cuda_equals_the_reference():
+    g = torch.Generator().manual_seed(8)
+    cells = torch.randint(0, 16**3, (20000,), generator=g)  # many duplicates
+    sigma = torch.rand(20000, generator=g) * 3
+    grids = [OccupancyGrid([-1, -1, -1, 1, 1, 1], 16).to(CUDA) for _ in range(2)]
+    for grid in grids:
+        grid.occ.copy_(torch.rand(16**3, generator=torch.Generator().manual_seed(1)).to(CUDA) * 0.1)
+    grids[0].apply_update_torch(cells.to(CUDA), sigma.to(CUDA), 0.01)
+    grids[1].apply_update_ext(cells.to(CUDA), sigma.to(CUDA), 0.01)
+    assert torch.equal(grids[1].occ, grids[0].occ) and torch.equal(grids[1].occupied, grids[0].occupied)

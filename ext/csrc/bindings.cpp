@@ -32,6 +32,12 @@ std::vector<std::string> cuda_ops() {
       NERFPIPE_CUDA_OP(positional_encoding_backward),
       NERFPIPE_CUDA_OP(integrated_pos_enc_forward),
       NERFPIPE_CUDA_OP(integrated_pos_enc_backward),
+      NERFPIPE_CUDA_OP(occ_march),
+      NERFPIPE_CUDA_OP(packed_weights_forward),
+      NERFPIPE_CUDA_OP(packed_weights_backward),
+      NERFPIPE_CUDA_OP(packed_composite_forward),
+      NERFPIPE_CUDA_OP(packed_composite_backward),
+      NERFPIPE_CUDA_OP(occ_grid_update),
   };
 #undef NERFPIPE_CUDA_OP
   for (const auto& launcher : launchers) names.emplace_back(launcher.first);
@@ -50,7 +56,8 @@ bool has_openmp() {
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "nerfpipe sampling kernels: image batch sampler, stratified and inverse-transform sampling, "
-            "positional encoding, integrated positional encoding";
+            "positional encoding, integrated positional encoding, occupancy-grid marching, packed volume rendering "
+            "and grid update";
   m.def("has_cuda", &has_cuda, "True when the CUDA kernels were compiled in.");
   m.def("cuda_ops", &cuda_ops,
         "Names of the ops with CUDA kernels compiled in (every tensor op of the module in a CUDA build, "
@@ -81,4 +88,32 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("integrated_pos_enc_backward", &nerfpipe::integrated_pos_enc_backward,
         "mean, var [P, C], grad_out [P, 2*C*num_freqs] -> (grad_mean, grad_var) [P, C].", py::arg("mean"),
         py::arg("var"), py::arg("grad_out"), py::arg("num_freqs"));
+  m.def("occ_march", &nerfpipe::occ_march,
+        "origins, directions [R, 3], dir_norm, near, far [R], occupied [G^3], aabb [6] -> (ray_indices [S] int64, "
+        "t_starts [S], t_ends [S], packed_info [R, 2] int64): fixed steps in occupied cells.",
+        py::arg("origins"), py::arg("directions"), py::arg("dir_norm"), py::arg("near"), py::arg("far"),
+        py::arg("occupied"), py::arg("aabb"), py::arg("resolution"), py::arg("step_size"), py::arg("randomized"),
+        py::arg("s1"), py::arg("s2"));
+  m.def("packed_weights_forward", &nerfpipe::packed_weights_forward,
+        "density, t_starts, t_ends [S], packed_info [R, 2], dir_norm [R] -> (weights, transmittance) [S].",
+        py::arg("density"), py::arg("t_starts"), py::arg("t_ends"), py::arg("packed_info"), py::arg("dir_norm"));
+  m.def("packed_weights_backward", &nerfpipe::packed_weights_backward,
+        "The forward's inputs and outputs, grad_weights, grad_trans [S] -> grad_density [S].", py::arg("density"),
+        py::arg("t_starts"), py::arg("t_ends"), py::arg("packed_info"), py::arg("dir_norm"), py::arg("weights"),
+        py::arg("trans"), py::arg("grad_weights"), py::arg("grad_trans"));
+  m.def("packed_composite_forward", &nerfpipe::packed_composite_forward,
+        "weights [S], rgb [S, 3], t_starts, t_ends [S], packed_info [R, 2], near, far [R], background [R, 3] -> "
+        "(rgb [R, 3], acc [R], depth [R]).",
+        py::arg("weights"), py::arg("rgb"), py::arg("t_starts"), py::arg("t_ends"), py::arg("packed_info"),
+        py::arg("near"), py::arg("far"), py::arg("background"), py::arg("eps"));
+  m.def("packed_composite_backward", &nerfpipe::packed_composite_backward,
+        "The forward's inputs, grad_rgb [R, 3], grad_acc, grad_depth [R] -> (grad_weights [S], grad_rgb [S, 3]).",
+        py::arg("weights"), py::arg("rgb"), py::arg("t_starts"), py::arg("t_ends"), py::arg("packed_info"),
+        py::arg("near"), py::arg("far"), py::arg("background"), py::arg("eps"), py::arg("grad_color"),
+        py::arg("grad_acc"), py::arg("grad_depth"));
+  m.def("occ_grid_update", &nerfpipe::occ_grid_update,
+        "In place: occ[c] = max over duplicates of max(decay occ_old[c], sigma step) for cells [K], sigma [K]; "
+        "occupied = occ > min(mean(occ), threshold).",
+        py::arg("occ"), py::arg("occupied"), py::arg("cells"), py::arg("sigma"), py::arg("decay"),
+        py::arg("step_size"), py::arg("threshold"));
 }

@@ -26,6 +26,28 @@ at::Tensor positional_encoding_backward(const at::Tensor& x, const at::Tensor& g
 at::Tensor integrated_pos_enc_forward(const at::Tensor& mean, const at::Tensor& var, int64_t num_freqs);
 std::tuple<at::Tensor, at::Tensor> integrated_pos_enc_backward(const at::Tensor& mean, const at::Tensor& var,
                                                                const at::Tensor& grad_out, int64_t num_freqs);
+// occgrid.cpp
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occ_march(
+    const at::Tensor& origins, const at::Tensor& directions, const at::Tensor& dir_norm, const at::Tensor& near,
+    const at::Tensor& far, const at::Tensor& occupied, const at::Tensor& aabb, int64_t resolution,
+    double step_size, bool randomized, int64_t s1, int64_t s2);
+std::tuple<at::Tensor, at::Tensor> packed_weights_forward(const at::Tensor& density, const at::Tensor& t_starts,
+                                                          const at::Tensor& t_ends, const at::Tensor& packed_info,
+                                                          const at::Tensor& dir_norm);
+at::Tensor packed_weights_backward(const at::Tensor& density, const at::Tensor& t_starts, const at::Tensor& t_ends,
+                                   const at::Tensor& packed_info, const at::Tensor& dir_norm,
+                                   const at::Tensor& weights, const at::Tensor& trans,
+                                   const at::Tensor& grad_weights, const at::Tensor& grad_trans);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> packed_composite_forward(
+    const at::Tensor& weights, const at::Tensor& rgb, const at::Tensor& t_starts, const at::Tensor& t_ends,
+    const at::Tensor& packed_info, const at::Tensor& near, const at::Tensor& far, const at::Tensor& background,
+    double eps);
+std::tuple<at::Tensor, at::Tensor> packed_composite_backward(
+    const at::Tensor& weights, const at::Tensor& rgb, const at::Tensor& t_starts, const at::Tensor& t_ends,
+    const at::Tensor& packed_info, const at::Tensor& near, const at::Tensor& far, const at::Tensor& background,
+    double eps, const at::Tensor& grad_color, const at::Tensor& grad_acc, const at::Tensor& grad_depth);
+void occ_grid_update(at::Tensor occ, at::Tensor occupied, const at::Tensor& cells, const at::Tensor& sigma,
+                     double decay, double step_size, double threshold);
 
 #ifdef WITH_CUDA
 void uniform_fill_cuda(at::Tensor& out, uint32_t s1, uint32_t s2);
@@ -43,6 +65,29 @@ void integrated_pos_enc_forward_cuda(const at::Tensor& mean, const at::Tensor& v
                                      int64_t num_freqs);
 void integrated_pos_enc_backward_cuda(const at::Tensor& mean, const at::Tensor& var, const at::Tensor& grad_out,
                                       at::Tensor& grad_mean, at::Tensor& grad_var, int64_t num_freqs);
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> occ_march_cuda(
+    const at::Tensor& origins, const at::Tensor& directions, const at::Tensor& dir_norm, const at::Tensor& near,
+    const at::Tensor& far, const at::Tensor& occupied, const at::Tensor& aabb, int64_t resolution,
+    double step_size, bool randomized, uint32_t s1, uint32_t s2);
+void packed_weights_forward_cuda(const at::Tensor& density, const at::Tensor& t_starts, const at::Tensor& t_ends,
+                                 const at::Tensor& packed_info, const at::Tensor& dir_norm, at::Tensor& weights,
+                                 at::Tensor& trans);
+void packed_weights_backward_cuda(const at::Tensor& density, const at::Tensor& t_starts, const at::Tensor& t_ends,
+                                  const at::Tensor& packed_info, const at::Tensor& dir_norm,
+                                  const at::Tensor& weights, const at::Tensor& trans, const at::Tensor& grad_weights,
+                                  const at::Tensor& grad_trans, at::Tensor& grad);
+void packed_composite_forward_cuda(const at::Tensor& weights, const at::Tensor& rgb, const at::Tensor& t_starts,
+                                   const at::Tensor& t_ends, const at::Tensor& packed_info, const at::Tensor& near,
+                                   const at::Tensor& far, const at::Tensor& background, double eps,
+                                   at::Tensor& color, at::Tensor& acc, at::Tensor& depth);
+void packed_composite_backward_cuda(const at::Tensor& weights, const at::Tensor& rgb, const at::Tensor& t_starts,
+                                    const at::Tensor& t_ends, const at::Tensor& packed_info, const at::Tensor& near,
+                                    const at::Tensor& far, const at::Tensor& background, double eps,
+                                    const at::Tensor& grad_color, const at::Tensor& grad_acc,
+                                    const at::Tensor& grad_depth, at::Tensor& grad_w, at::Tensor& grad_rgb);
+// The amax scatter of occ_grid_update (the host function then sets `occupied`).
+void occ_grid_update_cuda(at::Tensor& occ, const at::Tensor& cells, const at::Tensor& sigma, double decay,
+                           double step_size);
 #endif
 
 }  // namespace nerfpipe

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from nerfpipe.ext_backend import require_ext, use_ext
 from nerfpipe.random_keys import derive_key, hash_index, hash_uniform, key_seeds
 
 # Points per density evaluation during an update (bounds the memory of the MLP's activations).
@@ -103,6 +104,32 @@ class OccupancyGrid(nn.Module):
         jitter = hash_uniform(key_seeds(derive_key(key, _JITTER)), index)
         points = self.cell_points(cells, jitter)
         sigma = torch.cat([density_fn(chunk).float().reshape(-1) for chunk in points.split(UPDATE_CHUNK)])
+        self.apply_update(cells, sigma, step_size)
+
+    @torch.no_grad()
+    def apply_update(self, cells: Tensor, sigma: Tensor, step_size: float) -> None:
+        """The EMA step of `update` once the density is known: cells [K] int64 (duplicates allowed), sigma
+        [K] -> `occ[c] = max over c's duplicates of max(decay * occ_old[c], sigma * step_size)` (every
+        duplicate reads the OLD value), then `occupied = occ > min(mean(occ), threshold)`. The extension's
+        kernel (race-free max, so order-independent) runs when `use_ext` holds and occ and sigma are
+        float32 (the buffers' dtype); the torch reference otherwise."""
+        if (use_ext(self.occ.device) and self.occ.dtype == sigma.dtype == torch.float32
+                and cells.dtype == torch.int64 and self.occ.is_contiguous()
+                and self.occupied.is_contiguous()):
+            self.apply_update_ext(cells, sigma, step_size)
+        else:
+            self.apply_update_torch(cells, sigma, step_size)
+
+    @torch.no_grad()
+    def apply_update_ext(self, cells: Tensor, sigma: Tensor, step_size: float) -> None:
+        """`apply_update` by the extension (`nerfpipe._ext.occ_grid_update`, in place)."""
+        require_ext().occ_grid_update(self.occ, self.occupied, cells.contiguous(), sigma.contiguous(),
+                                      self.ema_decay, float(step_size), self.threshold)
+
+    @torch.no_grad()
+    def apply_update_torch(self, cells: Tensor, sigma: Tensor, step_size: float) -> None:
+        """The torch reference of `apply_update` (scatter_reduce amax without the old values: duplicates
+        take the larger of their values, whatever the order of the writes)."""
         value = torch.maximum(self.occ[cells] * self.ema_decay, sigma * step_size)
         self.occ.scatter_reduce_(0, cells, value, reduce="amax", include_self=False)
         self.occupied.copy_(self.occ > torch.clamp(self.occ.mean(), max=self.threshold))

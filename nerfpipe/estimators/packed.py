@@ -11,7 +11,10 @@ The formulas are NeRF's eq. 3, as `nerfpipe.render.compute_weights` and `render.
 `alpha_i = 1 - exp(-sigma_i delta_i)`, `T_i = exp(-sum_{j<i} sigma_j delta_j)`, `w_i = T_i alpha_i`,
 colour `sum_i w_i c_i + bg (1 - acc)`. The per-ray sums run on a zero-padded [R, L] copy (L the longest
 segment) so that they are the same row-wise cumulative sums as the dense renderer's, differentiable,
-and free of atomics (deterministic on every device); padding adds zeros.
+and free of atomics (deterministic on every device); padding adds zeros. Those are the torch references
+(`packed_weights_torch`, `packed_composite_torch`); `packed_weights` and `packed_composite` run the
+extension's per-ray kernels instead (nerfpipe.estimators.packed_ext, forward and backward) when
+`nerfpipe.ext_backend.use_ext` holds for the tensors' device and dtypes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from nerfpipe.estimators.packed_ext import PackedComposite, PackedWeights, exact_cast_dtype
+from nerfpipe.ext_backend import use_ext
 from nerfpipe.render import DEPTH_ACC_EPS
 
 
@@ -85,6 +90,10 @@ class Padding:
         return padded[self.ray, self.pos]
 
 
+def _needs_grad(*tensors: Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
 def packed_weights(density: Tensor, packed: PackedSamples, directions: Tensor,
                    padding: Padding | None = None) -> tuple[Tensor, Tensor]:
     """Volume-rendering weights of packed samples (NeRF eq. 3).
@@ -93,11 +102,35 @@ def packed_weights(density: Tensor, packed: PackedSamples, directions: Tensor,
         density: [S] sigma >= 0 of each sample.
         packed: the S samples of R rays.
         directions: [R, 3] unnormalised ray directions (`delta_i = (t_end - t_start) |d|`).
+        padding: the [R, L] layout of the torch reference (`Padding.of(packed)` when None; unused by the
+            extension).
 
     Returns:
         weights [S] `w_i = T_i alpha_i`; transmittance [S] `T_i`, the light reaching the start of sample i
-        (gaps between samples are empty, so they do not attenuate).
+        (gaps between samples are empty, so they do not attenuate). Differentiable in density; the extension
+        runs when `use_ext` holds, the t's and directions share a float32/64 dtype that density converts to
+        exactly, and none of them needs a gradient.
     """
+    dtype = exact_cast_dtype(packed.t_starts, packed.t_ends, directions, density)
+    if (use_ext(density.device) and dtype is not None and packed.t_ends.dtype == dtype
+            and directions.dtype == dtype and not _needs_grad(packed.t_starts, packed.t_ends, directions)):
+        return packed_weights_ext(density, packed, directions)
+    return packed_weights_torch(density, packed, directions, padding)
+
+
+def packed_weights_ext(density: Tensor, packed: PackedSamples, directions: Tensor,
+                       padding: Padding | None = None) -> tuple[Tensor, Tensor]:
+    """`packed_weights` by the extension (forward and backward kernels); `padding` is unused."""
+    dtype = packed.t_starts.dtype
+    norm = torch.linalg.vector_norm(directions.detach(), dim=-1)  # as the reference computes |d|
+    return PackedWeights.apply(density.to(dtype).contiguous(), packed.t_starts.detach().contiguous(),
+                               packed.t_ends.detach().contiguous(), packed.packed_info.contiguous(),
+                               norm.contiguous())
+
+
+def packed_weights_torch(density: Tensor, packed: PackedSamples, directions: Tensor,
+                         padding: Padding | None = None) -> tuple[Tensor, Tensor]:
+    """The torch reference of `packed_weights` (same arguments and results)."""
     pad = padding or Padding.of(packed)
     norm = torch.linalg.vector_norm(directions, dim=-1)
     delta = (packed.t_ends - packed.t_starts) * norm[packed.ray_indices]
@@ -115,11 +148,39 @@ def packed_composite(weights: Tensor, rgb: Tensor, packed: PackedSamples, near: 
     Args:
         weights: [S]; rgb: [S, 3] per-sample colour; near, far: [R] the rays' ranges;
         background: [3] or [R, 3].
+        padding: the [R, L] layout of the torch reference (unused by the extension).
 
     Returns:
         "rgb" [R, 3] `sum_i w_i c_i + bg (1 - acc)`; "acc" [R] `sum_i w_i`; "depth" [R] expected sample
         midpoint `sum_i w_i t_mid_i / acc`, clipped to [near, far] (a ray with acc = 0 gets `near`).
+        Differentiable in weights, rgb and background; the extension runs when `use_ext` holds, every input
+        converts exactly to the t's float32/64 dtype, and the t's, near and far need no gradient.
     """
+    rays = packed.n_rays
+    dtype = exact_cast_dtype(packed.t_starts, packed.t_ends, weights, rgb, near, far, background)
+    if (use_ext(weights.device) and dtype is not None and packed.t_ends.dtype == weights.dtype == dtype
+            and rgb.shape == (len(packed), 3) and background.dim() <= 2
+            and torch.broadcast_shapes(background.shape, (rays, 3)) == (rays, 3)
+            and not _needs_grad(packed.t_starts, packed.t_ends, near, far)):
+        return packed_composite_ext(weights, rgb, packed, near, far, background)
+    return packed_composite_torch(weights, rgb, packed, near, far, background, padding)
+
+
+def packed_composite_ext(weights: Tensor, rgb: Tensor, packed: PackedSamples, near: Tensor, far: Tensor,
+                         background: Tensor, padding: Padding | None = None) -> dict[str, Tensor]:
+    """`packed_composite` by the extension (forward and backward kernels); `padding` is unused."""
+    dtype, rays = packed.t_starts.dtype, packed.n_rays
+    bg = torch.broadcast_to(background.to(dtype), (rays, 3)).contiguous()
+    color, acc, depth = PackedComposite.apply(
+        weights.to(dtype).contiguous(), rgb.to(dtype).contiguous(), packed.t_starts.detach().contiguous(),
+        packed.t_ends.detach().contiguous(), packed.packed_info.contiguous(),
+        near.detach().to(dtype).contiguous(), far.detach().to(dtype).contiguous(), bg, DEPTH_ACC_EPS)
+    return {"rgb": color, "acc": acc, "depth": depth}
+
+
+def packed_composite_torch(weights: Tensor, rgb: Tensor, packed: PackedSamples, near: Tensor, far: Tensor,
+                           background: Tensor, padding: Padding | None = None) -> dict[str, Tensor]:
+    """The torch reference of `packed_composite` (same arguments and results)."""
     pad = padding or Padding.of(packed)
     w = pad.pad(weights)
     acc = w.sum(dim=-1)
