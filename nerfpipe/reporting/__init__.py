@@ -30,6 +30,9 @@ Modules, in the order the data flows:
     figures.py    matplotlib figures, including the original's (nerfpipe.figures_repro)
     media.py      copies of strips (enlarged when small), orbit GIFs and videos
     published.py  the papers' published per-scene figures (published.yaml) beside the reproduced ones
+    claims.py     the claims section: each declared claim's paired difference, interval and verdict
+    efficiency.py PSNR against MLP evaluations per ray and train time (mip-NeRF 360's distillation)
+    multiscale.py the per-scale table of multiscale runs (mip-NeRF sec. 5)
     content.py    what the documents show, and the sentences they share
     markdown.py   report.md
     html.py       report.html, from templates/report.html.j2 (+ report.css, report.js)
