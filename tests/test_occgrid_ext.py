@@ -202,6 +202,18 @@ def test_packed_weights_values_and_gradients(seed, rays, max_len, dtype):
     _close_grad(outs[1][2], outs[0][2], outs[2][2])
 
 
+def test_the_kernels_are_differentiable_once():
+    """The extension's backward is itself not differentiable (once_differentiable): a second derivative
+    through it (create_graph) is refused loudly instead of coming out silently wrong. No model of nerfpipe
+    takes one: the normals' create_graph differentiates the density field, not the rendering."""
+    samples, directions, density = _packed(4, 6, torch.float64, 2)
+    sigma = density.clone().requires_grad_(True)
+    w, _ = packed.packed_weights_ext(sigma, samples, directions)
+    (grad,) = torch.autograd.grad((w**2).sum(), sigma, create_graph=True)
+    with pytest.raises(RuntimeError, match="marked with @once_differentiable"):
+        grad.sum().backward()
+
+
 def test_packed_weights_gradient_of_weights_alone_and_gradcheck():
     samples, directions, density = _packed(6, 9, torch.float64, 1)
     sigma = density.clone().requires_grad_(True)
@@ -330,6 +342,20 @@ def test_grid_update_uses_old_values_for_every_duplicate_and_equal_grids():
     flat.apply_update_ext(torch.arange(27), torch.full((27,), 3.0), 0.01)
     ref.apply_update_torch(torch.arange(27), torch.full((27,), 3.0), 0.01)
     assert torch.equal(flat.occ, ref.occ) and torch.equal(flat.occupied, ref.occupied)
+
+
+@pytest.mark.parametrize("nan", [float("nan"), -float("nan")])
+def test_grid_update_propagates_a_nan_duplicate_as_the_reference_does(nan: float):
+    """A NaN density (a diverged MLP; x86's default NaN has the sign bit set) wins the max over duplicate
+    cells in both backends, as torch's scatter_reduce(amax) propagates it, and leaves every cell
+    unoccupied (the mean is NaN)."""
+    cells, sigma = torch.tensor([5, 5, 2]), torch.tensor([nan, 1.0, 0.5])
+    ref, ext = _grid(3, 1), _grid(3, 1)
+    ref.apply_update_torch(cells, sigma, 0.1)
+    ext.apply_update_ext(cells, sigma, 0.1)
+    assert torch.isnan(ref.occ[5]) and torch.isnan(ext.occ[5])
+    assert torch.allclose(ext.occ, ref.occ, rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(ext.occupied, ref.occupied) and not bool(ext.occupied.any())
 
 
 def test_whole_update_equal_on_both_backends():

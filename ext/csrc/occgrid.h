@@ -384,9 +384,12 @@ NERFPIPE_HD typename KeyOf<T>::type float_key(T v) {
 #else
   std::memcpy(&bits, &v, sizeof(T));
 #endif
+  // Any NaN (x86's default NaN has the sign bit set) takes the largest key, so it wins the max as torch's
+  // scatter_reduce(amax) propagates it; 0 stays reserved for "untouched".
+  if (v != v) return ~U(0);
   const U sign = U(1) << (8 * sizeof(T) - 1);
   const U key = (bits & sign) ? ~bits : (bits | sign);
-  return key == U(0) ? U(1) : key;  // 0 is reserved for "untouched" (only one negative NaN maps there)
+  return key == U(0) ? U(1) : key;
 }
 
 template <typename T>

@@ -22,7 +22,7 @@ using Acc = at::opmath_type<T>;
 
 template <typename T>
 MarchGrid<T> march_grid(const at::Tensor& aabb, const at::Tensor& occupied, int64_t resolution) {
-  const at::Tensor box = aabb.cpu();
+  const at::Tensor box = aabb.contiguous().cpu();  // six numbers, read by index
   const T* b = box.data_ptr<T>();
   MarchGrid<T> g;
   for (int k = 0; k < 3; ++k) {
