@@ -200,7 +200,9 @@ def _cross_check(cfg: dict[str, Any], source: str) -> None:
                 f"{source}: scenes.{name}: near ({scene['near']}) must be less than far ({scene['far']})"
             )
         if scene.get("multiscale") and "synthetic" in scene:
-            _check_multiscale_resolution(scene["resolution"], f"{source}: scenes.{name}")
+            # The data stage downscales generated scenes too: it writes resolution // downscale pixels.
+            _check_multiscale_resolution(scene["resolution"] // scene.get("downscale", 1),
+                                         f"{source}: scenes.{name}")
     _check_claims(cfg, source)
 
 
@@ -208,8 +210,8 @@ def _check_multiscale_resolution(resolution: int, where: str) -> None:
     """A multiscale scene's images are box-filtered down to 1/8 (whole blocks), and the 1/8 images must
     hold the 11x11 SSIM window of evaluation."""
     if resolution % 8 or resolution < 88:
-        raise NerfpipeError(f"{where}: multiscale needs a resolution divisible by 8 and at least 88 (the "
-                            f"1/8 scale must hold the 11x11 SSIM window), got {resolution}")
+        raise NerfpipeError(f"{where}: multiscale needs a resolution (after downscale) divisible by 8 and "
+                            f"at least 88 (the 1/8 scale must hold the 11x11 SSIM window), got {resolution}")
 
 
 def _check_claims(cfg: dict[str, Any], source: str) -> None:

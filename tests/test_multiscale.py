@@ -15,7 +15,14 @@ import torch
 from nerfpipe import config as cfgmod
 from nerfpipe import losses, metrics
 from nerfpipe.cameras import camera_rays, pixel_radii
-from nerfpipe.data.multiscale import SCALES, load_scaled_split, lossmult, multiscale_rgba, per_scale_metrics
+from nerfpipe.data.multiscale import (
+    MIN_SIDE,
+    SCALES,
+    load_scaled_split,
+    lossmult,
+    multiscale_rgba,
+    per_scale_metrics,
+)
 from nerfpipe.data.splits import load_split
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.raycache import load_ray_cache
@@ -26,7 +33,8 @@ from nerfpipe.stages.rays import build_ray_cache
 from nerfpipe.stages.train import train
 from nerfpipe.training import data_loss_fn
 
-SCENE = {"synthetic": "thin", "resolution": 16, "n_train": 2, "n_val": 1, "n_test": 1, "seed": 0}
+RES = 88  # the smallest multiscale size: its 1/8 scale holds the 11x11 SSIM window
+SCENE = {"synthetic": "thin", "resolution": RES, "n_train": 2, "n_val": 1, "n_test": 1, "seed": 0}
 TINY = {"net_depth": 1, "net_width": 16, "net_depth_fine": 1, "net_width_fine": 16, "n_samples": 4,
         "n_importance": 4, "pe_pos": 2, "pe_dir": 1, "batch_size": 64, "log_every": 2, "ckpt_every": 2,
         "lr_warmup": 1, "iterations": 2, "eval_chunk": 4096}
@@ -34,7 +42,7 @@ TINY = {"net_depth": 1, "net_width": 16, "net_depth_fine": 1, "net_width_fine": 
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The same 16x16 scene prepared multiscale and single-scale, with both ray caches."""
+    """The same 88x88 scene prepared multiscale and single-scale, with both ray caches."""
     root = tmp_path_factory.mktemp("ms")
     out = {}
     for name, extra in (("multi", {"multiscale": True}), ("single", {})):
@@ -100,7 +108,7 @@ def test_data_stage_writes_every_split_at_every_scale(scenes: dict[str, Path]) -
         assert [e["scale"] for e in entries] == [1, 2, 4, 8]
         for e in entries:
             f = e["scale"]
-            assert e["rgba"].shape == (full.shape[0], 16 // f, 16 // f, 4)
+            assert e["rgba"].shape == (full.shape[0], RES // f, RES // f, 4)
             assert e["focal"] == pytest.approx(meta["focal"] / f)
             for i in range(full.shape[0]):
                 np.testing.assert_allclose(premultiplied(e["rgba"][i]),
@@ -111,7 +119,7 @@ def test_data_stage_writes_every_split_at_every_scale(scenes: dict[str, Path]) -
 def test_resolution_not_divisible_by_8_is_refused(tmp_path: Path) -> None:
     cfg = cfgmod.read_config_file("config/config.yaml")
     cfg["scenes"] = {"wire": {"synthetic": "thin", "resolution": 92, "multiscale": True}}
-    with pytest.raises(NerfpipeError, match=r"scenes\.wire: multiscale needs a resolution divisible by 8"):
+    with pytest.raises(NerfpipeError, match=r"scenes\.wire: multiscale needs a resolution \(after downscale"):
         cfgmod.validate_config(cfg, "ms.yaml")
     cfg["scenes"] = {"wire": {"synthetic": "thin", "resolution": 96, "multiscale": "yes"}}
     with pytest.raises(NerfpipeError, match=r"scenes\.wire\.multiscale: 'yes' is not of type 'boolean'"):
@@ -119,17 +127,27 @@ def test_resolution_not_divisible_by_8_is_refused(tmp_path: Path) -> None:
     cfg["scenes"] = {"wire": {"synthetic": "thin", "resolution": 96, "multiscale": True}}
     assert cfgmod.resolve_scene(cfgmod.validate_config(cfg, "ms.yaml"), "wire")["multiscale"] is True
     # A path: scene's size is known only when it is read: the data stage names the scene.
-    with pytest.raises(NerfpipeError, match=r"scene 'odd': multiscale needs an image size divisible by 8, "
-                                            r"got 12x12"):
+    with pytest.raises(NerfpipeError, match=r"scene 'odd': multiscale needs an image size divisible by 8 "
+                                            r"and at least 88 a side .*got 12x12"):
         prepare_scene("odd", {**SCENE, "resolution": 12, "multiscale": True}, tmp_path / "odd")
     assert not (tmp_path / "odd").exists()
+    # Divisible by 8 but too small for SSIM at 1/8: refused by the data stage, before any training.
+    with pytest.raises(NerfpipeError, match=r"scene 'small': .*got 80x80"):
+        prepare_scene("small", {**SCENE, "resolution": 80, "multiscale": True}, tmp_path / "small")
+    assert not (tmp_path / "small").exists()
+    assert MIN_SIDE == (2 * metrics.SSIM_RADIUS + 1) * SCALES[-1]
+    # The data stage downscales generated scenes too: the config checks the size it will write.
+    cfg["scenes"] = {"wire": {"synthetic": "thin", "resolution": 96, "downscale": 2, "multiscale": True}}
+    with pytest.raises(NerfpipeError, match=r"scenes\.wire: multiscale needs a resolution \(after "
+                                            r"downscale\) divisible by 8 and at least 88.*got 48"):
+        cfgmod.validate_config(cfg, "ms.yaml")
 
 
 def test_ray_cache_scales_focal_radii_and_lossmult(scenes: dict[str, Path]) -> None:
     cache = load_ray_cache(scenes["multi_rays"])
     meta, data_meta = cache["meta"], json.loads((scenes["multi"] / "meta.json").read_text())
     n, focal = 2, data_meta["focal"]
-    sizes = [n * (16 // f) ** 2 for f in SCALES]
+    sizes = [n * (RES // f) ** 2 for f in SCALES]
     assert meta["n_rays"] == sum(sizes) and meta["scales"] == [1, 2, 4, 8]
     assert meta["scale_offsets"] == np.cumsum([0, *sizes[:-1]]).tolist()
     poses = load_split(scenes["multi"], "train")["poses"]
@@ -140,13 +158,13 @@ def test_ray_cache_scales_focal_radii_and_lossmult(scenes: dict[str, Path]) -> N
         assert lossmult(f) == f * f
         # focal / f: the cone radius grows f times (mip-NeRF sec. 3.1 with the scale's pixel width).
         np.testing.assert_allclose(cache["radii"][sl], f * base, rtol=1e-6)
-        assert pixel_radii(16 // f, 16 // f, focal / f) == pytest.approx(f * base)
-        o, d = camera_rays(16 // f, 16 // f, focal / f, torch.from_numpy(poses[1]))
-        m = (16 // f) ** 2
+        assert pixel_radii(RES // f, RES // f, focal / f) == pytest.approx(f * base)
+        o, d = camera_rays(RES // f, RES // f, focal / f, torch.from_numpy(poses[1]))
+        m = (RES // f) ** 2
         np.testing.assert_allclose(cache["directions"][start + m:start + 2 * m], d.reshape(-1, 3), atol=1e-6)
         np.testing.assert_allclose(cache["origins"][start + m:start + 2 * m], o.reshape(-1, 3), atol=1e-6)
-        if f < 16:  # neighbouring pixels' directions differ by the scale's pixel width f / focal
-            dirs = d.reshape(16 // f, 16 // f, 3).numpy()
+        if f < RES:  # neighbouring pixels' directions differ by the scale's pixel width f / focal
+            dirs = d.reshape(RES // f, RES // f, 3).numpy()
             assert np.linalg.norm(dirs[0, 1] - dirs[0, 0]) == pytest.approx(f / focal, rel=1e-5)
         rgba = load_scaled_split(scenes["multi"], "train")[SCALES.index(f)]["rgba"]
         np.testing.assert_array_equal(cache["rgba"][sl], rgba.reshape(-1, 4))
@@ -154,6 +172,20 @@ def test_ray_cache_scales_focal_radii_and_lossmult(scenes: dict[str, Path]) -> N
     assert "lossmult" not in single and "multiscale" not in single["meta"]
     assert single["meta"]["fingerprint"] != meta["fingerprint"]
     np.testing.assert_array_equal(single["origins"], cache["origins"][:sizes[0]])  # scale 1 comes first
+
+
+def test_each_coarse_ray_goes_through_the_centre_of_its_block(scenes: dict[str, Path]) -> None:
+    """The ray of pixel (x, y) at scale f is the mean of the rays of the f x f full-resolution pixels its
+    box filter averages (pinhole directions are affine in the pixel position), so a coarse pixel's colour
+    and its ray see the same patch: no half-pixel shift between scales."""
+    cache = load_ray_cache(scenes["multi_rays"])
+    offsets = cache["meta"]["scale_offsets"]
+    full = np.asarray(cache["directions"][:RES * RES]).reshape(RES, RES, 3)  # image 0 at scale 1
+    for f, start in zip(SCALES[1:], offsets[1:], strict=True):
+        side = RES // f
+        coarse = np.asarray(cache["directions"][start:start + side * side]).reshape(side, side, 3)
+        blocks = full.reshape(side, f, side, f, 3).mean(axis=(1, 3))
+        np.testing.assert_allclose(coarse, blocks, atol=1e-6)
 
 
 def test_lossmult_weighted_loss_by_hand() -> None:
@@ -221,7 +253,7 @@ def test_end_to_end_multiscale_run(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert all(math.isfinite(v) for v in per_scale)
     assert saved["psnr"] == pytest.approx(np.mean(per_scale))  # headline: the average over scales
     assert saved["ssim"] == pytest.approx(np.mean([saved[f"ssim_s{f}"] for f in SCALES]))
-    assert result["n_images"] == 4
+    assert result["n_images"] == 1  # views, not (view, scale) rows
     with open(ev / "per_image.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [int(r["scale"]) for r in rows] == [1, 2, 4, 8]

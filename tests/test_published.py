@@ -229,6 +229,21 @@ def test_section_left_out_when_no_run_matches(tmp_path):
     assert 'id="published' not in (tmp_path / "out" / "report.html").read_text()
 
 
+def test_multiscale_runs_are_not_compared_with_single_scale_tables(tmp_path):
+    """A multiscale run's PSNR / SSIM average four scales (mip-NeRF sec. 5): the papers' Blender tables are
+    single-scale, so such a run gets no published row even on a published scene."""
+    results = build(tmp_path)
+    for seed in SEEDS:
+        path = results / "eval" / "lego" / "nerf" / f"seed{seed}" / "metrics.json"
+        metrics = read_json(path)
+        write_json(path, {**metrics, "multiscale": True, "scales": [1, 2, 4, 8],
+                          **{f"{k}_s{f}": metrics[k] for k in ("psnr", "ssim") for f in (1, 2, 4, 8)}})
+    m = check_manifest(manifest_from_results(results, SCENES, VARIANTS, SEEDS, "nerf"), "test")
+    section = published_section(m, collect(m))
+    assert sorted(set(zip(section.comparison["scene"], section.comparison["variant"], strict=True))) == [
+        ("car", "refnerf_paper")]
+
+
 def test_training_records_hardware_and_dataset(tiny_scene, tmp_path):
     from nerfpipe.stages.train import train
     from tests.test_train import tiny_settings

@@ -10,6 +10,12 @@ multinerf's `lossmult`). The data stage writes scale 1 as `{split}_rgba.npy` (th
 single-scale scene has) and scale f > 1 as `{split}_rgba_s{f}.npy` [N, H/f, W/f, 4] (straight alpha,
 area-averaged with premultiplied alpha by `downscale.downscale_rgba`); meta.json has
 `"multiscale": true, "scales": [1, 2, 4, 8]`. Ground-truth depth and normals stay at full resolution.
+
+One deliberate difference from the paper's data: mip-NeRF's conversion script averaged straight RGBA
+(and its loader composited afterwards), which darkens or lightens coarse pixels at alpha edges; here the
+average is of premultiplied colour, so a coarse pixel composited on the background is exactly the area
+average of the composited full-resolution pixels. Per-scale PSNRs are therefore close to, but not strictly
+comparable with, the paper's Table 1.
 """
 
 from __future__ import annotations
@@ -30,11 +36,18 @@ def scaled_name(split: str, factor: int) -> str:
     return f"{split}_rgba.npy" if factor == 1 else f"{split}_rgba_s{factor}.npy"
 
 
+# The smallest side a multiscale image may have: its 1/8 scale must hold evaluation's 11x11 SSIM window
+# (2 * metrics.SSIM_RADIUS + 1 pixels; metrics is not imported here, tests hold the two together).
+MIN_SIDE = 11 * SCALES[-1]
+
+
 def check_divisible(name: str, height: int, width: int) -> None:
-    """The coarsest scale must tile the image exactly (a box filter over whole blocks)."""
+    """The coarsest scale must tile the image exactly (a box filter over whole blocks) and hold the SSIM
+    window of evaluation (MIN_SIDE), so a bad size stops the data stage, not an evaluation after training."""
     top = SCALES[-1]
-    if height % top or width % top:
-        raise NerfpipeError(f"scene {name!r}: multiscale needs an image size divisible by {top}, got "
+    if height % top or width % top or min(height, width) < MIN_SIDE:
+        raise NerfpipeError(f"scene {name!r}: multiscale needs an image size divisible by {top} and at least "
+                            f"{MIN_SIDE} a side (the 1/{top} scale must hold the 11x11 SSIM window), got "
                             f"{height}x{width} (set resolution / downscale so that it is)")
 
 

@@ -19,8 +19,10 @@ INTRO = (
     "mip-NeRF's multiscale protocol: every view trained and tested at full, 1/2, 1/4 and 1/8 resolution "
     "(area-averaged images, each pixel's loss weighted by its area). Cells are the mean over test images "
     "of one scale, averaged over seeds; avg is the mean over the four scales (the run's headline PSNR / "
-    "SSIM). "
-    "The mean rows average over scenes."
+    "SSIM), not the paper's \"Avg.\" (a geometric mean of MSE, sqrt(1 - SSIM) and LPIPS). The coarse "
+    "images average premultiplied colour (alpha-correct); the paper's conversion script averaged straight "
+    "RGBA, so at alpha edges their ground truth differs and the per-scale figures are not strictly "
+    "comparable with its Table 1. The mean rows average over scenes."
 )
 
 

@@ -179,6 +179,8 @@ def published_section(m: Manifest, runs: pd.DataFrame, published: Published | No
         if found is None:
             continue
         row = runs[(runs["scene"] == scene) & (runs["variant"] == variant) & (runs["seed"] == seed)].iloc[0]
+        if pd.notna(row.get("psnr_s1", float("nan"))):
+            continue  # multiscale: its PSNR / SSIM average four scales, the papers' tables are single-scale
         table = published.table(METHOD_OF.get(str(row["method"]), ""), found[0])
         if table is None:
             continue

@@ -148,7 +148,7 @@ def _evaluate(model: RadianceModel, settings: dict, data: dict, data_dir: Path, 
         "normal_mae_unweighted_deg": mean("normal_mae_unweighted_deg"),
         "normals_source": "density gradient", "normal_mae_weights": "rendered opacity x ground-truth alpha",
         **_depth_metrics(model, settings, data, depth_parts, chunk),
-        "n_images": len(rows), "height": int(meta["height"]), "width": int(meta["width"]),
+        "n_images": len(data["poses"]), "height": int(meta["height"]), "width": int(meta["width"]),
         "softl1_eps": eps, "backend": ext_backend.get_backend(),
         "precision": precision.precision_name(bool(settings["amp"]), next(model.parameters()).device),
     }
