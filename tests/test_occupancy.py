@@ -291,6 +291,22 @@ def test_occgrid_forward_learns_and_is_deterministic(method: str) -> None:
     assert torch.equal(model.sample_counts[0], counts[0] + 32)
 
 
+def test_mipnerf_grid_updates_query_cell_sized_gaussians() -> None:
+    """mip-NeRF's grid update sees each cell point as the Gaussian of a uniform cell-sized box (variance
+    cell^2 / 12 per axis): IPE at zero variance keeps the high frequencies that training attenuated."""
+    model = build_model(occ_settings("mipnerf")).eval()
+    seen = []
+    real = model.query_density
+    model.query_density = lambda points, covs=None: seen.append(covs) or real(points, covs)
+    points = torch.rand(5, 3) - 0.5
+    sigma = model.grid_density(points)
+    cell = 3.0 / 16  # SMALL: occ_resolution 16 over the default box [-1.5, 1.5]^3
+    torch.testing.assert_close(seen[0], torch.full((5, 3), cell**2 / 12))
+    assert not torch.allclose(sigma, real(points, torch.zeros(5, 3)))  # the variance changes the answer
+    nerf = build_model(occ_settings("nerf")).eval()
+    torch.testing.assert_close(nerf.grid_density(points), nerf.query_density(points))
+
+
 def test_an_empty_grid_renders_the_background_and_still_trains() -> None:
     model = build_model(occ_settings(occ_update_every=1000)).train()
     model.grid.occupied.zero_()
