@@ -13,6 +13,7 @@
 #include "common.h"
 #include "nerfpipe_ext.h"
 #include "occgrid.h"
+#include "occgrid_host.h"
 
 namespace nerfpipe {
 
@@ -51,20 +52,6 @@ struct CollectSteps {
     ends->push_back(b);
   }
 };
-
-template <typename T>
-MarchGrid<T> march_grid(const at::Tensor& aabb, const at::Tensor& occupied, int64_t resolution) {
-  const at::Tensor box = aabb.contiguous().cpu();  // six numbers, read by index
-  const T* b = box.data_ptr<T>();
-  MarchGrid<T> g;
-  for (int k = 0; k < 3; ++k) {
-    g.lo[k] = b[k];
-    g.hi[k] = b[3 + k];
-  }
-  g.res = resolution;
-  g.occupied = static_cast<const uint8_t*>(occupied.data_ptr());
-  return g;
-}
 
 }  // namespace
 

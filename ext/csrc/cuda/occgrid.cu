@@ -11,6 +11,7 @@
 #include "cuda_utils.cuh"
 #include "nerfpipe_ext.h"
 #include "occgrid.h"
+#include "occgrid_host.h"
 
 namespace nerfpipe {
 
@@ -19,20 +20,6 @@ namespace {
 // Sums of float32 in float32 (double is slow on most GPUs), of float64 in float64.
 template <typename T>
 using Acc = at::opmath_type<T>;
-
-template <typename T>
-MarchGrid<T> march_grid(const at::Tensor& aabb, const at::Tensor& occupied, int64_t resolution) {
-  const at::Tensor box = aabb.contiguous().cpu();  // six numbers, read by index
-  const T* b = box.data_ptr<T>();
-  MarchGrid<T> g;
-  for (int k = 0; k < 3; ++k) {
-    g.lo[k] = b[k];
-    g.hi[k] = b[3 + k];
-  }
-  g.res = resolution;
-  g.occupied = static_cast<const uint8_t*>(occupied.data_ptr());
-  return g;
-}
 
 template <typename T>
 __device__ __forceinline__ RaySpan<T> ray_span_of(int64_t r, const T* o, const T* d, const T* norm, const T* near,
