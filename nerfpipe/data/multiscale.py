@@ -37,7 +37,8 @@ def scaled_name(split: str, factor: int) -> str:
 
 
 # The smallest side a multiscale image may have: its 1/8 scale must hold evaluation's 11x11 SSIM window
-# (2 * metrics.SSIM_RADIUS + 1 pixels; metrics is not imported here, tests hold the two together).
+# (2 * metrics.SSIM_RADIUS + 1 pixels; metrics, with scipy, is not imported here: tests hold the two
+# together).
 MIN_SIDE = 11 * SCALES[-1]
 
 

@@ -118,9 +118,8 @@ def packed_weights(density: Tensor, packed: PackedSamples, directions: Tensor,
     return packed_weights_torch(density, packed, directions, padding)
 
 
-def packed_weights_ext(density: Tensor, packed: PackedSamples, directions: Tensor,
-                       padding: Padding | None = None) -> tuple[Tensor, Tensor]:
-    """`packed_weights` by the extension (forward and backward kernels); `padding` is unused."""
+def packed_weights_ext(density: Tensor, packed: PackedSamples, directions: Tensor) -> tuple[Tensor, Tensor]:
+    """`packed_weights` by the extension (forward and backward kernels; no padded layout)."""
     dtype = packed.t_starts.dtype
     norm = torch.linalg.vector_norm(directions.detach(), dim=-1)  # as the reference computes |d|
     return PackedWeights.apply(density.to(dtype).contiguous(), packed.t_starts.detach().contiguous(),
@@ -167,8 +166,8 @@ def packed_composite(weights: Tensor, rgb: Tensor, packed: PackedSamples, near: 
 
 
 def packed_composite_ext(weights: Tensor, rgb: Tensor, packed: PackedSamples, near: Tensor, far: Tensor,
-                         background: Tensor, padding: Padding | None = None) -> dict[str, Tensor]:
-    """`packed_composite` by the extension (forward and backward kernels); `padding` is unused."""
+                         background: Tensor) -> dict[str, Tensor]:
+    """`packed_composite` by the extension (forward and backward kernels; no padded layout)."""
     dtype, rays = packed.t_starts.dtype, packed.n_rays
     bg = torch.broadcast_to(background.to(dtype), (rays, 3)).contiguous()
     color, acc, depth = PackedComposite.apply(

@@ -30,7 +30,7 @@ import torch
 
 from nerfpipe import ext_backend, guard, layout, metrics, precision, visualize
 from nerfpipe import io as nio
-from nerfpipe.data.multiscale import SCALES, is_multiscale, load_scaled_split, per_scale_metrics
+from nerfpipe.data.multiscale import MIN_SIDE, SCALES, is_multiscale, load_scaled_split, per_scale_metrics
 from nerfpipe.data.splits import load_split
 from nerfpipe.device import resolve_device
 from nerfpipe.diagnostics import floater_rays, write_weight_profiles
@@ -63,10 +63,10 @@ def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None =
     if min(int(meta["height"]), int(meta["width"])) < window:
         raise NerfpipeError(f"{data_dir / 'meta.json'}: {split} images are {meta['height']}x{meta['width']}; "
                             f"evaluation needs at least {window}x{window} (the SSIM window)")
-    if is_multiscale(meta) and min(int(meta["height"]), int(meta["width"])) // SCALES[-1] < window:
+    if is_multiscale(meta) and min(int(meta["height"]), int(meta["width"])) < MIN_SIDE:
         raise NerfpipeError(f"{data_dir / 'meta.json'}: multiscale {split} images are {meta['height']}x"
                             f"{meta['width']}; their 1/{SCALES[-1]} scale must hold the {window}x{window} "
-                            f"SSIM window (at least {window * SCALES[-1]} pixels a side)")
+                            f"SSIM window (at least {MIN_SIDE} pixels a side)")
     model, settings = load_trained(train_dir, dev, data_meta=meta, data_dir=data_dir, overrides=options)
     with guard.owned_output_dir(out_dir, "evaluate", inputs=[data_dir, train_dir],
                                 legacy_names=(*layout.EVAL_FILES.values(), layout.EVAL_RENDERS)):
