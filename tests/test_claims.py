@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from nerfpipe.config import load_config, validate_config
+from nerfpipe.config import load_config, resolve_scene, validate_config
 from nerfpipe.errors import NerfpipeError
 from nerfpipe.reporting import (
     check_manifest,
@@ -378,14 +378,22 @@ def test_claims_config_is_valid():
     assert cfg["seeds"] == [0, 1, 2]
     ids = [c["id"] for c in cfg["claims"]]
     assert ids == ["refnerf_glossy_psnr", "refnerf_glossy_normals", "mipnerf360_distortion_floaters",
-                   "mipnerf360_fewer_samples", "mipnerf360_equal_quality", "mipnerf_single_scale"]
+                   "mipnerf360_fewer_samples", "mipnerf360_equal_quality", "mipnerf_single_scale",
+                   "mipnerf_multiscale_psnr", "mipnerf_multiscale_psnr_eighth"]
     used = {v for c in cfg["claims"] for v in (c["variant"], c["comparator"])}
     assert used == set(cfg["variants"])  # every variant trained is compared by some claim
     by_id = {c["id"]: c for c in cfg["claims"]}
     assert by_id["mipnerf360_equal_quality"]["margin"] == 0.5
-    assert "multiscale" in by_id["mipnerf_single_scale"]["note"]
     assert cfg["scenes"]["mirror"] == {"synthetic": "mirror"}
-    assert cfg["scenes"]["diffuse_few"]["n_train"] <= 12
+    assert cfg["scenes"]["diffuse_few"]["n_train"] <= 6
+    # the multiscale claims read only the multiscale scene, the single-scale ones only the others
+    multiscale = {name for name in cfg["scenes"] if resolve_scene(cfg, name).get("multiscale")}
+    assert len(multiscale) == 1
+    for c in cfg["claims"]:
+        if c["id"].startswith("mipnerf_multiscale"):
+            assert c["scenes"] == sorted(multiscale)
+        elif c["metric"] in ("psnr", "normal_mae_deg"):
+            assert not multiscale & set(c["scenes"]), c["id"]
     assert check_manifest(manifest_from_config(cfg), "claims").claims == cfg["claims"]
 
 
@@ -396,7 +404,7 @@ def test_claims_config_dry_run_plans_every_run(tmp_path):
     expected = run_jobs(["train", "evaluate", "render"], cfg["scenes"], cfg["variants"], cfg["seeds"])
     expected += [(rule, (("scene", s),)) for rule, s in product(["data", "rays"], cfg["scenes"])]
     expected += [("report_manifest", ()), ("report", ())]
-    assert jobs == sorted(expected) and len(jobs) == 96
+    assert jobs == sorted(expected) and len(jobs) == 3 * 2 + 3 * 5 * 3 * 3 + 2
 
 
 @pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed")

@@ -298,7 +298,7 @@ def test_report_table_per_scale_and_absent_without() -> None:
 
 def test_shipped_multiscale_config() -> None:
     cfg = cfgmod.load_config("config/multiscale.yaml")
-    scene = cfgmod.resolve_scene(cfg, "thin")
+    scene = cfgmod.resolve_scene(cfg, "diffuse")
     assert scene["multiscale"] is True and scene["resolution"] % 8 == 0
     assert {c["metric"] for c in cfg["claims"]} == {"psnr", "psnr_s8"}
     assert {v: cfgmod.resolve_variant(cfg, v)["method"] for v in cfg["variants"]} == {
