@@ -18,9 +18,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import ndimage
 
-# SSIM constants of the published tables (Wang et al. 2004): 11x11 Gaussian window, sigma 1.5.
-SSIM_SIGMA = 1.5
-SSIM_RADIUS = 5  # = int(3.5 * sigma + 0.5): the window skimage uses for gaussian_weights=True
+from nerfpipe.protocol import SSIM_RADIUS, SSIM_SIGMA
+
+# SSIM constants of the published tables (Wang et al. 2004); the window in nerfpipe.protocol.
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 SSIM_DATA_RANGE = 1.0

@@ -135,7 +135,7 @@ def test_resolution_not_divisible_by_8_is_refused(tmp_path: Path) -> None:
     with pytest.raises(NerfpipeError, match=r"scene 'small': .*got 80x80"):
         prepare_scene("small", {**SCENE, "resolution": 80, "multiscale": True}, tmp_path / "small")
     assert not (tmp_path / "small").exists()
-    assert MIN_SIDE == (2 * metrics.SSIM_RADIUS + 1) * SCALES[-1]
+    assert MIN_SIDE == (2 * metrics.SSIM_RADIUS + 1) * SCALES[-1] == 88
     # The data stage downscales generated scenes too: the config checks the size it will write.
     cfg["scenes"] = {"wire": {"synthetic": "thin", "resolution": 96, "downscale": 2, "multiscale": True}}
     with pytest.raises(NerfpipeError, match=r"scenes\.wire: multiscale needs a resolution \(after "

@@ -27,8 +27,9 @@ import numpy as np
 from nerfpipe.data.downscale import downscale_rgba
 from nerfpipe.data.splits import load_split
 from nerfpipe.errors import NerfpipeError
+from nerfpipe.protocol import MULTISCALE_FACTORS, MULTISCALE_MIN_SIDE
 
-SCALES = (1, 2, 4, 8)
+SCALES = MULTISCALE_FACTORS
 
 
 def scaled_name(split: str, factor: int) -> str:
@@ -36,10 +37,8 @@ def scaled_name(split: str, factor: int) -> str:
     return f"{split}_rgba.npy" if factor == 1 else f"{split}_rgba_s{factor}.npy"
 
 
-# The smallest side a multiscale image may have: its 1/8 scale must hold evaluation's 11x11 SSIM window
-# (2 * metrics.SSIM_RADIUS + 1 pixels; metrics, with scipy, is not imported here: tests hold the two
-# together).
-MIN_SIDE = 11 * SCALES[-1]
+# The smallest side a multiscale image may have: its 1/8 scale must hold evaluation's SSIM window.
+MIN_SIDE = MULTISCALE_MIN_SIDE
 
 
 def check_divisible(name: str, height: int, width: int) -> None:

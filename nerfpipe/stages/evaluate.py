@@ -38,6 +38,7 @@ from nerfpipe.errors import NerfpipeError
 from nerfpipe.inference import load_trained, render_view
 from nerfpipe.models import RadianceModel
 from nerfpipe.progress import track
+from nerfpipe.protocol import SSIM_WINDOW
 from nerfpipe.render import background_color, composite_background
 
 
@@ -59,7 +60,7 @@ def evaluate(data_dir: Path, train_dir: Path, out_dir: Path, chunk: int | None =
     dev = resolve_device(device)
     data = load_split(data_dir, split)
     meta = data["meta"]
-    window = 2 * metrics.SSIM_RADIUS + 1
+    window = SSIM_WINDOW
     if min(int(meta["height"]), int(meta["width"])) < window:
         raise NerfpipeError(f"{data_dir / 'meta.json'}: {split} images are {meta['height']}x{meta['width']}; "
                             f"evaluation needs at least {window}x{window} (the SSIM window)")

@@ -1,0 +1,15 @@
+"""Constants of the evaluation protocol that the config loader, the data stage and evaluation share.
+
+Nothing is imported here, so the config loader (run at every snakemake start) reads them without
+pulling in numpy, scipy or the data modules.
+"""
+
+# SSIM of the published tables (Wang et al. 2004): an 11x11 Gaussian window, sigma 1.5.
+SSIM_SIGMA = 1.5
+SSIM_RADIUS = 5  # = int(3.5 * sigma + 0.5): the window skimage uses for gaussian_weights=True
+SSIM_WINDOW = 2 * SSIM_RADIUS + 1
+
+# mip-NeRF's multiscale protocol (sec. 5): every view at full, 1/2, 1/4 and 1/8 resolution.
+MULTISCALE_FACTORS = (1, 2, 4, 8)
+# The smallest side a multiscale image may have: its smallest scale must hold the SSIM window.
+MULTISCALE_MIN_SIDE = SSIM_WINDOW * MULTISCALE_FACTORS[-1]
