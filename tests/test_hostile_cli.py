@@ -263,6 +263,8 @@ def test_stage_settings_out_of_bounds_are_refused(intact, capsys, stage, setting
 # ------------------------------------------------------------------ foreign checkpoints and data
 
 
+# torch's weights-only unpickler warns that the forged file uses pickle protocol 4 before refusing it
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
 def test_malicious_pickle_as_model_is_refused_in_one_line(intact, tmp_path, capsys):
     class Boom:
         def __reduce__(self):
