@@ -21,7 +21,7 @@ from typing import Any
 
 from nerfpipe.config_yaml import read_config_file
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.protocol import MULTISCALE_FACTORS, MULTISCALE_MIN_SIDE, SSIM_WINDOW
+from nerfpipe.protocol import MULTISCALE_FACTORS, MULTISCALE_MIN_SIDE, SSIM_WINDOW, fits_multiscale
 from nerfpipe.schema import MAX_ERRORS, load_schema, precheck_choices, schema_errors
 
 METHODS = ("nerf", "mipnerf", "mipnerf360", "refnerf", "refnerf_paper")
@@ -210,8 +210,8 @@ def _cross_check(cfg: dict[str, Any], source: str) -> None:
 def _check_multiscale_resolution(resolution: int, where: str) -> None:
     """A multiscale scene's images are box-filtered down to 1/8 (whole blocks), and the 1/8 images must
     hold the SSIM window of evaluation."""
-    factor, side, w = MULTISCALE_FACTORS[-1], MULTISCALE_MIN_SIDE, SSIM_WINDOW
-    if resolution % factor or resolution < side:
+    if not fits_multiscale(resolution, resolution):
+        factor, side, w = MULTISCALE_FACTORS[-1], MULTISCALE_MIN_SIDE, SSIM_WINDOW
         raise NerfpipeError(f"{where}: multiscale needs a resolution (after downscale) divisible by {factor} "
                             f"and at least {side} (the 1/{factor} scale must hold the {w}x{w} SSIM window), "
                             f"got {resolution}")

@@ -1,4 +1,4 @@
-"""Constants of the evaluation protocol that the config loader, the data stage and evaluation share.
+"""The evaluation protocol's constants and size rule, shared by the config, data stage and evaluation.
 
 Nothing is imported here, so the config loader (run at every snakemake start) reads them without
 pulling in numpy, scipy or the data modules.
@@ -13,3 +13,10 @@ SSIM_WINDOW = 2 * SSIM_RADIUS + 1
 MULTISCALE_FACTORS = (1, 2, 4, 8)
 # The smallest side a multiscale image may have: its smallest scale must hold the SSIM window.
 MULTISCALE_MIN_SIDE = SSIM_WINDOW * MULTISCALE_FACTORS[-1]
+
+
+def fits_multiscale(height: int, width: int) -> bool:
+    """Whether an image can take the multiscale protocol: the coarsest scale tiles it in whole blocks
+    (a box filter) and still holds the SSIM window."""
+    top = MULTISCALE_FACTORS[-1]
+    return not (height % top or width % top) and min(height, width) >= MULTISCALE_MIN_SIDE

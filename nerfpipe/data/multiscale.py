@@ -27,7 +27,7 @@ import numpy as np
 from nerfpipe.data.downscale import downscale_rgba
 from nerfpipe.data.splits import load_split
 from nerfpipe.errors import NerfpipeError
-from nerfpipe.protocol import MULTISCALE_FACTORS, MULTISCALE_MIN_SIDE
+from nerfpipe.protocol import MULTISCALE_FACTORS, MULTISCALE_MIN_SIDE, SSIM_WINDOW, fits_multiscale
 
 SCALES = MULTISCALE_FACTORS
 
@@ -44,10 +44,10 @@ MIN_SIDE = MULTISCALE_MIN_SIDE
 def check_divisible(name: str, height: int, width: int) -> None:
     """The coarsest scale must tile the image exactly (a box filter over whole blocks) and hold the SSIM
     window of evaluation (MIN_SIDE), so a bad size stops the data stage, not an evaluation after training."""
-    top = SCALES[-1]
-    if height % top or width % top or min(height, width) < MIN_SIDE:
+    if not fits_multiscale(height, width):
+        top, w = SCALES[-1], SSIM_WINDOW
         raise NerfpipeError(f"scene {name!r}: multiscale needs an image size divisible by {top} and at least "
-                            f"{MIN_SIDE} a side (the 1/{top} scale must hold the 11x11 SSIM window), got "
+                            f"{MIN_SIDE} a side (the 1/{top} scale must hold the {w}x{w} SSIM window), got "
                             f"{height}x{width} (set resolution / downscale so that it is)")
 
 
